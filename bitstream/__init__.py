@@ -1,0 +1,44 @@
+"""ncodec bitstream: the .ncv container format and rANS entropy coding (bytes only, no model code)."""
+
+from .container import (
+    FORMAT_VERSION,
+    MAGIC,
+    FrameType,
+    Packet,
+    StreamHeader,
+    StreamReader,
+    StreamWriter,
+    pack_stream,
+    unpack_stream,
+)
+from .entropy import CdfTables, build_cdf, decode_symbols, encode_symbols
+from .errors import (
+    BitstreamError,
+    ChecksumError,
+    HeaderValueError,
+    NotNcvError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "FrameType",
+    "StreamHeader",
+    "Packet",
+    "StreamWriter",
+    "StreamReader",
+    "pack_stream",
+    "unpack_stream",
+    "build_cdf",
+    "CdfTables",
+    "encode_symbols",
+    "decode_symbols",
+    "BitstreamError",
+    "NotNcvError",
+    "UnsupportedVersionError",
+    "TruncatedError",
+    "ChecksumError",
+    "HeaderValueError",
+]
