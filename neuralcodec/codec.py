@@ -1,0 +1,289 @@
+"""The codec API: frames <-> .ncv streams, frame by frame, on top of the model and the bitstream layer."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import BitstreamError, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
+
+from .model import VideoCodecModel, to_levels
+
+
+class ModelError(ValueError):
+    """Unknown model, bad model file, or a stream coded with other weights."""
+
+
+DEFAULT_GOP = 32
+LAMBDA_I = 0.0     # encoder rate-distortion thresholds (latent energy; see ResidualVQ.encode)
+LAMBDA_P = 0.0
+
+
+def _pad(x: torch.Tensor, align: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % align, (-w) % align
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def _to_tensor(frame: np.ndarray, align: int) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255)
+    return _pad(t, align).contiguous(memory_format=torch.channels_last)
+
+
+def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
+    return (to_levels(x[0, :, :h, :w]) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+class FrameCoder:
+    """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes."""
+
+    def __init__(self, codec: "Codec", width: int, height: int, quality: int, gop: int):
+        self.codec, self.model = codec, codec.model
+        self.width, self.height, self.quality, self.gop = width, height, quality, gop
+        self.index = 0
+        self.ref: torch.Tensor | None = None
+        self.prev_codes: np.ndarray | None = None
+        cfg = self.model.cfg
+        self.align = cfg.align
+        hp, wp = height + (-height) % self.align, width + (-width) % self.align
+        self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
+        self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
+        self.mv_limit = self.model.mv_limit
+
+    def frame_type(self) -> FrameType:
+        return FrameType.I if self.ref is None or self.index % self.gop == 0 else FrameType.P
+
+    def _finish(self, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+        frame = _to_uint8(recon, self.height, self.width)
+        self.ref = _to_tensor(frame, self.align)
+        self.prev_codes = codes
+        self.index += 1
+        return frame
+
+    @torch.inference_mode()
+    def analyse(self, frame: np.ndarray) -> tuple[FrameType, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Encode one frame to integers: (type, codes (n, h, w), motion (2, bh, bw) or None, decoded frame)."""
+        x = _to_tensor(frame, self.align)
+        ftype = self.frame_type()
+        if ftype == FrameType.I:
+            codes = self.model.encode_intra(x, self.quality, self.codec.lam_i)
+            recon, mv_np = self.model.decode_intra(codes), None
+        else:
+            codes, mv = self.model.encode_inter(x, self.ref, self.quality, self.codec.lam_p)
+            recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
+        codes_np = codes[0].numpy()
+        prev = self.prev_codes
+        decoded = self._finish(recon, codes_np)
+        self.last_prev_codes = prev
+        return ftype, codes_np, mv_np, decoded
+
+    @torch.inference_mode()
+    def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
+        """Decode one frame from its integers."""
+        c = torch.from_numpy(codes)[None]
+        if ftype == FrameType.I:
+            recon = self.model.decode_intra(c)
+        else:
+            recon = self.model.decode_inter(c, torch.from_numpy(mv)[None], self.ref)
+        return self._finish(recon, codes)
+
+
+class StreamEncoder:
+    """Writes frames one at a time into an .ncv stream on a binary file object."""
+
+    def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
+                 quality: int, gop: int, frame_count: int = 0):
+        self.coder = FrameCoder(codec, width, height, quality, gop)
+        header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
+                              quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
+        self.writer = StreamWriter(fileobj, header)
+        self.entropy = codec.model.entropy
+        self.entropy.tables()  # fail early if the model has no frozen tables
+
+    def write(self, frame: np.ndarray) -> int:
+        """Code one (H, W, 3) uint8 frame; returns the bytes written for it."""
+        frame = np.asarray(frame)
+        want = (self.coder.height, self.coder.width, 3)
+        if frame.shape != want or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 of shape {want}, got {frame.dtype} {frame.shape}")
+        ftype, codes, mv, _ = self.coder.analyse(frame)
+        prev = self.coder.last_prev_codes
+        chunks = [b"" if mv is None else self.entropy.encode_motion(mv)]
+        chunks += self.entropy.encode_codes(int(ftype), codes, prev)
+        return self.writer.write(Packet(ftype, tuple(chunks)))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def __enter__(self) -> "StreamEncoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+
+
+class StreamDecoder:
+    """Iterates over the decoded (H, W, 3) uint8 frames of an .ncv stream."""
+
+    def __init__(self, codec: "Codec", fileobj: BinaryIO):
+        self.reader = StreamReader(fileobj)
+        self.header = self.reader.header
+        codec.check_stream(self.header)
+        h = self.header
+        if h.quality not in codec.qualities:
+            raise BitstreamError(f"quality {h.quality} is not one of this model's levels {codec.qualities}")
+        self.coder = FrameCoder(codec, h.width, h.height, h.quality, max(1, h.gop))
+        self.entropy = codec.model.entropy
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for packet in self.reader:
+            yield self.decode_packet(packet)
+
+    def decode_packet(self, packet: Packet) -> np.ndarray:
+        c = self.coder
+        if len(packet.chunks) != 1 + c.quality:
+            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected {1 + c.quality}")
+        ftype = FrameType(packet.frame_type)
+        if ftype == FrameType.P and c.ref is None:
+            raise BitstreamError("P-frame without a preceding I-frame")
+        mv = None
+        if ftype == FrameType.P:
+            mv = self.entropy.decode_motion(packet.chunks[0], c.mv_shape, c.mv_limit)
+        codes = self.entropy.decode_codes(int(ftype), list(packet.chunks[1:]), c.latent_shape, c.prev_codes)
+        return c.synthesise(ftype, codes, mv)
+
+
+class Codec:
+    """A loaded model plus everything needed to code video with it."""
+
+    def __init__(self, model: VideoCodecModel, name: str, sha256: str):
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.name = name
+        self.sha256 = sha256
+        self.model_hash = bytes.fromhex(sha256)[:8]
+        self.qualities = tuple(range(1, model.cfg.num_stages + 1))
+        self.default_quality = self.qualities[len(self.qualities) // 2]
+        self.default_gop = DEFAULT_GOP
+        self.lam_i, self.lam_p = LAMBDA_I, LAMBDA_P
+
+    def __repr__(self) -> str:
+        return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"
+
+    def check_stream(self, header: StreamHeader) -> None:
+        if header.model_name != self.name or header.model_hash != self.model_hash:
+            raise ModelError(f"stream was coded with model {header.model_name!r} ({header.model_hash.hex()}), "
+                             f"not {self.name!r} ({self.model_hash.hex()})")
+
+    def _quality(self, quality: int | None) -> int:
+        q = self.default_quality if quality is None else quality
+        if q not in self.qualities:
+            raise ValueError(f"quality must be one of {self.qualities}, got {quality}")
+        return int(q)
+
+    def _gop(self, gop: int | None) -> int:
+        g = self.default_gop if gop is None else gop
+        if not 1 <= int(g) <= 65535:
+            raise ValueError(f"gop must be in 1..65535, got {gop}")
+        return int(g)
+
+    # streaming ------------------------------------------------------------------
+    def stream_encoder(self, fileobj: BinaryIO, width: int, height: int, fps: Fraction = Fraction(30, 1),
+                       quality: int | None = None, gop: int | None = None, frame_count: int = 0) -> StreamEncoder:
+        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count)
+
+    def stream_decoder(self, fileobj: BinaryIO) -> StreamDecoder:
+        return StreamDecoder(self, fileobj)
+
+    # whole clips in memory ---------------------------------------------------------
+    def encode(self, frames: np.ndarray | Iterable[np.ndarray], quality: int | None = None, gop: int | None = None,
+               fps: Fraction = Fraction(30, 1)) -> bytes:
+        """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream."""
+        it = iter(frames)
+        first = next(it, None)
+        if first is None:
+            raise ValueError("no frames to encode")
+        first = np.asarray(first)
+        if first.ndim != 3 or first.shape[2] != 3:
+            raise ValueError(f"frames must be (H, W, 3) RGB, got shape {first.shape}")
+        n = len(frames) if hasattr(frames, "__len__") else 0
+        buf = io.BytesIO()
+        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n)
+        enc.write(first)
+        for f in it:
+            enc.write(f)
+        enc.close()
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Bytes of an .ncv stream -> frames (T, H, W, 3) uint8."""
+        dec = self.stream_decoder(io.BytesIO(data))
+        frames = list(dec)
+        if not frames:
+            return np.zeros((0, dec.header.height, dec.header.width, 3), np.uint8)
+        return np.stack(frames)
+
+    # files ------------------------------------------------------------------------
+    def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: int | None = None,
+                    gop: int | None = None) -> int:
+        """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count."""
+        from .io import open_video
+        info, frames = open_video(src)
+        with _atomic(dst) as tmp, open(tmp, "wb") as f:
+            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop)
+            count = 0
+            for frame in frames:
+                enc.write(frame)
+                count += 1
+            enc.close()
+        return count
+
+    def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike) -> int:
+        """Decode an .ncv file to a video file (.y4m, .mkv, .mp4) or a PNG folder; returns the frame count."""
+        from .io import open_writer
+        with open(src, "rb") as f, _atomic(dst) as tmp:
+            dec = self.stream_decoder(f)
+            h = dec.header
+            writer = open_writer(tmp, h.width, h.height, h.fps)
+            count = 0
+            try:
+                for frame in dec:
+                    writer.write(frame)
+                    count += 1
+            finally:
+                writer.close()
+        return count
+
+
+@contextlib.contextmanager
+def _atomic(dst: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside dst (same suffix) that replaces dst only if the block succeeds."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp{dst.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

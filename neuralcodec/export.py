@@ -1,0 +1,82 @@
+"""Turn a training checkpoint into a shipped model: fp16 weights, frozen CDF tables, config, sha256."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .codec import Codec, FrameCoder
+from .model import VideoCodecModel
+from .registry import save_model
+
+
+def load_checkpoint(path: str | Path) -> VideoCodecModel:
+    """The model of a training checkpoint (weights only; loaded without unpickling code)."""
+    from .train import TrainConfig
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_json(state["config"])
+    model = VideoCodecModel(cfg.model)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def round_to_half(model: VideoCodecModel) -> None:
+    """Round weights as save_model stores them, so statistics are gathered on the shipped weights."""
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point() and not k.endswith(".embed"):
+                v.copy_(v.half().float())
+
+
+def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], gop: int = 1000,
+                      progress: bool = True) -> dict[str, np.ndarray]:
+    """Symbol counts of the real coding path over clips (T, H, W, 3) uint8 at every quality level."""
+    codec = Codec(model, "stats", "00" * 32)
+    ent = model.entropy
+    counts = ent.new_counts()
+    jobs = [(clip, q) for clip in clips for q in codec.qualities]
+    for clip, q in tqdm(jobs, disable=not progress, desc="statistics"):
+        coder = FrameCoder(codec, clip.shape[2], clip.shape[1], q, gop)
+        for frame in clip:
+            ftype, codes, mv, _ = coder.analyse(frame)
+            ent.accumulate(counts, int(ftype), codes, coder.last_prev_codes, mv)
+    return counts
+
+
+def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -> list[np.ndarray]:
+    from .data import ClipDataset
+    ds = ClipDataset(root, "train", clip_len, crop, seed=seed)
+    return [(ds[i] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy() for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.export", description=__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--out", required=True, help="output .safetensors")
+    p.add_argument("--name", default="ncodec-base")
+    p.add_argument("--data-root", default="data/")
+    p.add_argument("--clips", type=int, default=24)
+    p.add_argument("--clip-len", type=int, default=8)
+    p.add_argument("--crop", type=int, default=192)
+    a = p.parse_args(argv)
+    torch.manual_seed(0)
+    model = load_checkpoint(a.checkpoint)
+    round_to_half(model)
+    clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
+    counts = gather_statistics(model, clips)
+    model.entropy.update(counts)
+    digest = save_model(model, a.name, a.out)
+    size = Path(a.out).stat().st_size
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {a.out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters")
+    print(f"sha256 {digest}")
+    print(f'pin it in neuralcodec/registry.py: ModelEntry("{a.name}", "{Path(a.out).name}", "{digest}")')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

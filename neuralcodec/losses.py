@@ -1,0 +1,101 @@
+"""Training losses: distortion (L1, MSE, MS-SSIM) and the adversarial loss object owning the discriminator."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim, ssim
+from torch import nn
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)  # first four standard scales, renormalised inside pytorch-msssim
+
+
+def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of images in [0, 1] with 4 scales; the window shrinks (7, 5, 3) for small crops, then plain SSIM."""
+    side = min(x.shape[-2:])
+    win = next((k for k in (7, 5, 3) if side > (k - 1) * 16), None)
+    if win is None:
+        return ssim(x.clamp(0, 1), y, data_range=1.0, win_size=min(3, side - (side + 1) % 2))
+    w = torch.tensor(MS_SSIM_WEIGHTS, device=x.device)
+    return ms_ssim(x.clamp(0, 1), y, data_range=1.0, win_size=win, weights=w / w.sum())
+
+
+def distortion(x: torch.Tensor, xhat: torch.Tensor, w_msssim: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + MSE + w * (1 - MS-SSIM) over a batch of frames (N, 3, H, W)."""
+    l1 = (x - xhat).abs().mean()
+    mse = (x - xhat).pow(2).mean()
+    ms = msssim(xhat, x) if w_msssim > 0 else xhat.new_ones(())
+    loss = l1 + mse + w_msssim * (1 - ms)
+    return loss, {"l1": float(l1), "mse": float(mse), "msssim": float(ms)}
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator (as in pix2pix/taming): per-patch real/fake logits and intermediate features."""
+
+    def __init__(self, ch: int = 32, layers: int = 3):
+        super().__init__()
+        blocks, cin = [], 3
+        for i in range(layers):
+            cout = ch * 2 ** i
+            blocks.append(nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1),
+                                        nn.GroupNorm(8, cout) if i else nn.Identity(),
+                                        nn.LeakyReLU(0.2, inplace=True)))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(cin, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats = []
+        for b in self.blocks:
+            x = b(x)
+            feats.append(x)
+        return self.head(x), feats
+
+
+def adopt_weight(weight: float, step: int, start: int) -> float:
+    """Zero before `start` (the GAN warm-up), `weight` after."""
+    return weight if step >= start else 0.0
+
+
+class AdversarialLoss(nn.Module):
+    """Owns the discriminator and its optimizer: hinge loss, feature matching and an adaptive generator weight."""
+
+    def __init__(self, weight: float = 0.1, feat_weight: float = 1.0, lr: float = 2e-4, start: int = 0,
+                 disc: nn.Module | None = None):
+        super().__init__()
+        self.weight, self.feat_weight, self.start = weight, feat_weight, start
+        self.disc = disc if disc is not None else PatchDiscriminator()
+        self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
+
+    def active(self, step: int) -> bool:
+        return adopt_weight(self.weight, step, self.start) > 0
+
+    def train_adv(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+        """One discriminator step (hinge loss) on detached fakes."""
+        self.optimizer.zero_grad(set_to_none=True)
+        logits_real, _ = self.disc(real.detach())
+        logits_fake, _ = self.disc(fake.detach())
+        loss = 0.5 * (F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean())
+        loss.backward()
+        self.optimizer.step()
+        return {"d_loss": float(loss), "d_real": float(logits_real.mean()), "d_fake": float(logits_fake.mean())}
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor, rec_loss: torch.Tensor,
+                last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Generator loss: adaptive-weighted hinge term plus discriminator feature matching."""
+        base = adopt_weight(self.weight, step, self.start)
+        if base == 0:
+            return fake.new_zeros(()), {}
+        for p in self.disc.parameters():
+            p.requires_grad_(False)
+        logits_fake, feats_fake = self.disc(fake)
+        with torch.no_grad():
+            _, feats_real = self.disc(real)
+        for p in self.disc.parameters():
+            p.requires_grad_(True)
+        g_loss = -logits_fake.mean()
+        fm = sum(F.l1_loss(a, b) for a, b in zip(feats_fake, feats_real)) / len(feats_fake)
+        g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+        g_gan = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+        d_weight = (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, 1e4).detach() * base
+        loss = d_weight * g_loss + self.feat_weight * base * fm
+        return loss, {"g_loss": float(g_loss), "feat_match": float(fm), "d_weight": float(d_weight)}

@@ -1,0 +1,112 @@
+"""The video codec network: intra (I) and motion-compensated conditional inter (P) coding with residual VQ."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .autoencoder import ContextNet, Decoder, Encoder
+from .config import ModelConfig
+from .entropy import IndexEntropyModel
+from .motion import block_warp, estimate_motion
+from .quantizer import QuantizerOutput, ResidualVQ
+
+
+def to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8-bit levels, as the decoder's output frame is."""
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+@dataclass
+class ForwardOutput:
+    """Training/evaluation pass over a clip."""
+
+    recon: torch.Tensor                      # (B, T, 3, H, W), unclamped in training
+    commit_loss: torch.Tensor
+    latent_l1: torch.Tensor                  # mean |z| of P-frame latents (rate proxy)
+    codes: list[torch.Tensor]                # per frame (B, S, h, w)
+    mvs: list[torch.Tensor | None]           # per frame (B, 2, bh, bw) quarter pels, None for I
+    latents: list[torch.Tensor]              # per frame (B, D, h, w), before quantization
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class VideoCodecModel(nn.Module):
+    """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.i_enc, self.i_dec = Encoder(3, cfg), Decoder(cfg)
+        self.p_enc, self.p_dec, self.p_ctx = Encoder(3, cfg, bias=False), Decoder(cfg), ContextNet(cfg)
+        self.i_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        self.p_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        self.entropy = IndexEntropyModel(cfg)
+
+    # building blocks shared by forward and the inference path --------------------
+    @property
+    def mv_limit(self) -> int:
+        """Largest motion component in quarter pels; decoded vectors are clamped to it too."""
+        return 4 * (self.cfg.search_range + self.cfg.block_size)
+
+    def motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        mv = estimate_motion(x, ref, self.cfg.block_size, self.cfg.search_range)
+        return mv.clamp(-self.mv_limit, self.mv_limit)
+
+    def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
+        return block_warp(ref, mv, self.cfg.block_size)
+
+    def decode_intra(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.i_dec(self.i_vq.decode(codes)) + 0.5
+
+    def decode_inter(self, codes: torch.Tensor, mv: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        warped = self.warp(ref, mv)
+        return warped + self.p_dec(self.p_vq.decode(codes), self.p_ctx(warped))
+
+    def encode_intra(self, x: torch.Tensor, n_stages: int, lam: float = 0.0) -> torch.Tensor:
+        return self.i_vq.encode(self.i_enc(x), n_stages, lam)
+
+    def encode_inter(self, x: torch.Tensor, ref: torch.Tensor, n_stages: int,
+                     lam: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        mv = self.motion(x, ref)
+        return self.p_vq.encode(self.p_enc(x - self.warp(ref, mv)), n_stages, lam), mv
+
+    # training -------------------------------------------------------------------
+    def _quantize(self, vq: ResidualVQ, z: torch.Tensor, n_stages, bypass: bool, lam: float = 0.0):
+        if not bypass:
+            return vq(z, n_stages, lam)
+        return QuantizerOutput(z, torch.zeros(0, dtype=torch.long), z.new_zeros(()), {})
+
+    def forward(self, clip: torch.Tensor, n_stages: torch.Tensor | int | None = None,
+                bypass_vq: bool = False, lam_i: float = 0.0, lam_p: float = 0.0) -> ForwardOutput:
+        """Code a clip (B, T, 3, H, W): frame 0 as I, the rest as P on the previous reconstruction.
+
+        With bypass_vq the latents go to the decoders unquantized (autoencoder warm-up before k-means init).
+        lam_i / lam_p: the encoder's rate-distortion thresholds (eval mode only, see ResidualVQ.encode).
+        """
+        if n_stages is None:
+            n_stages = self.cfg.num_stages
+        z = self.i_enc(clip[:, 0])
+        vq = self._quantize(self.i_vq, z, n_stages, bypass_vq, lam_i)
+        xhat = self.i_dec(vq.quantized) + 0.5
+        recons, codes, mvs, latents = [xhat], [vq.codes], [None], [z]
+        commit = vq.commit_loss
+        latent_l1 = clip.new_zeros(())
+        metrics = {f"i_{k}": v for k, v in vq.metrics.items()}
+        for t in range(1, clip.shape[1]):
+            x = clip[:, t]
+            ref = xhat.detach().clamp(0, 1) if self.training else to_levels(xhat)
+            mv = self.motion(x, ref)
+            warped = self.warp(ref, mv)
+            zp = self.p_enc(x - warped)
+            vqp = self._quantize(self.p_vq, zp, n_stages, bypass_vq, lam_p)
+            xhat = warped + self.p_dec(vqp.quantized, self.p_ctx(warped))
+            recons.append(xhat)
+            codes.append(vqp.codes)
+            mvs.append(mv)
+            latents.append(zp)
+            commit = commit + vqp.commit_loss
+            latent_l1 = latent_l1 + zp.abs().mean() / (clip.shape[1] - 1)
+            for k, v in vqp.metrics.items():
+                metrics[f"p_{k}"] = v
+        return ForwardOutput(torch.stack(recons, 1), commit / clip.shape[1], latent_l1, codes, mvs, latents, metrics)

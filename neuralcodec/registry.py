@@ -1,0 +1,120 @@
+"""Shipped models: names, files inside the package and their pinned sha256; loading from safetensors."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .codec import Codec, ModelError, file_sha256
+from .model import ModelConfig, VideoCodecModel
+
+MODELS_DIR = Path(__file__).parent / "models"
+FORMAT = "ncodec-model-1"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model that ships inside the package."""
+
+    name: str
+    filename: str
+    sha256: str
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    e.name: e for e in [
+        ModelEntry("ncodec-base", "ncodec-base.safetensors",
+                   "2c894e667d91b971d15ee5b7aaa37e11aa43e73d41da1251b9ae34b21fdd255a"),
+    ]
+}
+DEFAULT_MODEL = "ncodec-base"
+
+
+def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True) -> str:
+    """Write weights (fp16 floats), buffers and config to a safetensors file; returns its sha256."""
+    if not model.entropy.exported:
+        raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point() and not k.endswith(".embed"):
+            v = v.half()
+        tensors[k] = v
+    meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json()}
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str]:
+    """Build the model a safetensors file describes; returns (model, name)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ModelError(f"{path}: not an ncodec model file (format {meta.get('format')!r})")
+            cfg = ModelConfig.from_json(meta["config"])
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except ModelError:
+        raise
+    except Exception as e:  # safetensors raises several types for a bad file
+        raise ModelError(f"{path}: cannot read model file ({e})") from None
+    model = VideoCodecModel(cfg)
+    ref = model.state_dict()
+    state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+    return model.eval(), meta["name"]
+
+
+def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
+    """Load a shipped model by name (default: the package's default) or a model file by path; offline."""
+    key = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    if key in REGISTRY:
+        entry = REGISTRY[key]
+        path = MODELS_DIR / entry.filename
+        if not path.exists():
+            raise ModelError(f"model {key!r}: file {path} is missing from the package")
+        digest = file_sha256(path)
+        if digest != entry.sha256:
+            raise ModelError(f"model {key!r}: sha256 {digest[:16]}... does not match the pinned {entry.sha256[:16]}...")
+    else:
+        path = Path(key)
+        if not path.is_file():
+            raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
+        digest = file_sha256(path)
+    torch.set_flush_denormal(True)
+    model, name = read_model(path)
+    return Codec(model, name, digest)
+
+
+def load_codec_for_stream(src) -> Codec:
+    """Load the shipped model that an .ncv stream (path or binary file object) names in its header."""
+    from bitstream import StreamReader
+    if hasattr(src, "read"):
+        pos = src.tell()
+        header = StreamReader(src).header
+        src.seek(pos)
+    else:
+        with open(src, "rb") as f:
+            header = StreamReader(f).header
+    if header.model_name not in REGISTRY:
+        raise ModelError(f"stream needs model {header.model_name!r}, which is not installed "
+                         f"(installed: {', '.join(REGISTRY)})")
+    codec = load_codec(header.model_name)
+    codec.check_stream(header)
+    return codec
+
+
+def model_info(path: str | os.PathLike) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {"name": meta.get("name"), "config": json.loads(meta.get("config", "{}"))}

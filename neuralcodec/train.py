@@ -1,0 +1,314 @@
+"""Training entry point: `python -m neuralcodec.train` (single process, or under torchrun with DDP)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .losses import AdversarialLoss, distortion
+from .model import ModelConfig, VideoCodecModel
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved inside every checkpoint."""
+
+    data_root: str = "data/"
+    out_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crop: int = 128
+    clip_len: int = 3                 # I-frame + (clip_len - 1) P-frames coded on their own reconstructions
+    batch_size: int = 8
+    steps: int = 4000
+    warmup_steps: int = 300           # autoencoder without quantization, then k-means init of every stage
+    kmeans_batches: int = 6
+    lr: float = 3e-4
+    lr_min: float = 3e-5
+    min_stages: int = 1               # quantizer dropout: stages per sample drawn in [min_stages, num_stages]
+    w_msssim: float = 0.2
+    w_commit: float = 0.25
+    w_latent_l1: float = 0.01         # rate proxy on P-frame latents
+    gan_start: int = 2500             # GAN warm-up: no adversarial term before this step
+    gan_weight: float = 0.1
+    gan_feat_weight: float = 0.5
+    disc_lr: float = 2e-4
+    ckpt_every: int = 250
+    log_every: int = 10
+    val_every: int = 250
+    seed: int = 0
+    num_workers: int = 0
+    weights: dict = field(default_factory=lambda: {"video": 0.4, "photo": 0.5, "procedural": 0.1})
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["model"] = json.loads(self.model.to_json())
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        d = json.loads(text)
+        d["model"] = ModelConfig.from_json(json.dumps(d["model"]))
+        return cls(**d)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def empirical_bpp(codes: torch.Tensor, n: int) -> float:
+    """Bits per pixel of the first n stages of codes (B, S, h, w) under their own empirical distribution."""
+    bits = 0.0
+    for s in range(n):
+        c = torch.bincount(codes[:, s].reshape(-1)).float()
+        p = c[c > 0] / c.sum()
+        bits += float(-(p * p.log2()).sum())
+    return bits / 64.0
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    mse = float((x.clamp(0, 1) - y).pow(2).mean())
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+class Trainer:
+    """Owns model, optimizers, data and the training loop."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed + _rank())
+        random.seed(cfg.seed + _rank())
+        np.random.seed(cfg.seed + _rank())
+        self.model = VideoCodecModel(cfg.model).to(device)
+        self.adv = AdversarialLoss(cfg.gan_weight, cfg.gan_feat_weight, cfg.disc_lr, cfg.gan_start).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.step = 0
+        self.vq_ready = False
+        self.ddp = None
+        if _world() > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
+        from .data import ClipDataset
+        self.train_ds = ClipDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed * 1000 + _rank(),
+                                    weights=cfg.weights)
+        self.val_ds = ClipDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, weights=cfg.weights)
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # checkpoints ------------------------------------------------------------------
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.out / f"ckpt_{self.step:06d}.pt"
+        state = {"config": self.cfg.to_json(), "step": self.step, "vq_ready": self.vq_ready,
+                 "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                 "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        latest = self.out / "latest.pt"
+        tmp2 = latest.with_suffix(".tmp")
+        torch.save(state, tmp2)
+        os.replace(tmp2, latest)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.adv.load_state_dict(state["adv"])
+        self.adv.optimizer.load_state_dict(state["adv_opt"])
+        self.step, self.vq_ready = int(state["step"]), bool(state["vq_ready"])
+
+    # data -----------------------------------------------------------------------
+    def batches(self):
+        loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size, shuffle=True,
+                            num_workers=self.cfg.num_workers, drop_last=True,
+                            persistent_workers=self.cfg.num_workers > 0)
+        epoch = 0
+        while True:
+            if hasattr(self.train_ds, "set_epoch"):
+                self.train_ds.set_epoch(epoch)
+            for batch in loader:
+                yield batch.to(self.device).contiguous()
+            epoch += 1
+
+    # phases ---------------------------------------------------------------------
+    @torch.no_grad()
+    def init_codebooks(self, batches) -> dict[str, list[float]]:
+        """k-means on the latents each RVQ actually sees (I latents, and P latents of the warm-up model)."""
+        self.model.eval()
+        zi, zp = [], []
+        for _ in range(self.cfg.kmeans_batches):
+            out = self.model(next(batches), bypass_vq=True)
+            zi.append(out.latents[0].cpu())
+            zp.extend(z.cpu() for z in out.latents[1:])
+        self.model.train()
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        res = {"i": self.model.i_vq.init_kmeans(torch.cat(zi), generator=g),
+               "p": self.model.p_vq.init_kmeans(torch.cat(zp), generator=g)}
+        self.model.to(self.device)
+        self.vq_ready = True
+        return res
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        if step < 100:
+            return c.lr * (step + 1) / 100
+        t = min(1.0, step / max(1, c.steps))
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * t))
+
+    def train_step(self, clip: torch.Tensor) -> dict[str, float]:
+        c, m = self.cfg, self.model
+        b, t = clip.shape[:2]
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        n = torch.randint(c.min_stages, c.model.num_stages + 1, (b,))
+        net = self.ddp or m
+        out = net(clip, n, bypass_vq=not self.vq_ready)
+        x = clip.flatten(0, 1)
+        xhat = out.recon.flatten(0, 1)
+        rec, logs = distortion(x, xhat, c.w_msssim)
+        loss = rec + c.w_commit * out.commit_loss + c.w_latent_l1 * out.latent_l1
+        if self.vq_ready and self.adv.active(self.step):
+            g_loss, glogs = self.adv(xhat, x, rec, m.p_dec.out[0].weight, self.step)
+            loss = loss + g_loss
+            logs.update(glogs)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        self.opt.step()
+        if self.vq_ready and self.adv.active(self.step):
+            logs.update(self.adv.train_adv(xhat, x))
+        logs.update(loss=float(loss), commit=float(out.commit_loss), latent_l1=float(out.latent_l1),
+                    psnr=psnr(xhat.detach(), x), psnr_i=psnr(out.recon[:, 0].detach(), clip[:, 0]),
+                    lr=self.lr_at(self.step))
+        if self.vq_ready:
+            logs.update({k: v for k, v in out.metrics.items()})
+        return logs
+
+    @torch.no_grad()
+    def validate(self, n_batches: int = 2) -> dict[str, float]:
+        """PSNR and empirical bits per pixel of I and P frames for every number of stages."""
+        self.model.eval()
+        res: dict[str, float] = {}
+        clips = [torch.stack([self.val_ds[i * 8 + j] for j in range(8)]).to(self.device) for i in range(n_batches)]
+        stage_counts = range(1, self.cfg.model.num_stages + 1) if self.vq_ready else [0]
+        for n in stage_counts:
+            pi, pp, bi, bp = [], [], [], []
+            for clip in clips:
+                out = self.model(clip, n if n else None, bypass_vq=not self.vq_ready)
+                pi.append(psnr(out.recon[:, 0], clip[:, 0]))
+                pp.append(psnr(out.recon[:, 1:], clip[:, 1:]))
+                if n:
+                    bi.append(empirical_bpp(out.codes[0], n))
+                    bp.append(float(np.mean([empirical_bpp(cc, n) for cc in out.codes[1:]])))
+            res[f"val_psnr_i_{n}"] = float(np.mean(pi))
+            res[f"val_psnr_p_{n}"] = float(np.mean(pp))
+            if n:
+                res[f"val_bpp_i_{n}"] = float(np.mean(bi))
+                res[f"val_bpp_p_{n}"] = float(np.mean(bp))
+        self.model.train()
+        return res
+
+    def run(self) -> None:
+        c = self.cfg
+        batches = self.batches()
+        log_path = self.out / "log.csv"
+        jsonl = (self.out / "log.jsonl").open("a")
+        main = _rank() == 0
+        bar = tqdm(total=c.steps, initial=self.step, disable=not main, dynamic_ncols=True)
+        t0 = time.time()
+        while self.step < c.steps:
+            if not self.vq_ready and self.step >= c.warmup_steps:
+                energies = self.init_codebooks(batches)
+                if main:
+                    jsonl.write(json.dumps({"step": self.step, "kmeans_residual_energy": energies}) + "\n")
+                    jsonl.flush()
+            logs = self.train_step(next(batches))
+            self.step += 1
+            if main and (self.step % c.log_every == 0 or self.step == 1):
+                logs["step"], logs["elapsed_s"] = self.step, round(time.time() - t0, 1)
+                jsonl.write(json.dumps(logs) + "\n")
+                jsonl.flush()
+                new = not log_path.exists()
+                with log_path.open("a", newline="") as f:
+                    keys = ["step", "elapsed_s", "loss", "psnr", "psnr_i", "l1", "mse", "msssim", "commit",
+                            "latent_l1", "g_loss", "d_loss", "d_weight", "lr"]
+                    w = csv.DictWriter(f, keys, extrasaction="ignore")
+                    if new:
+                        w.writeheader()
+                    w.writerow(logs)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr']:.2f}")
+            bar.update(1)
+            if main and self.step % c.val_every == 0:
+                v = self.validate()
+                v["step"] = self.step
+                jsonl.write(json.dumps(v) + "\n")
+                jsonl.flush()
+            if main and (self.step % c.ckpt_every == 0 or self.step == c.steps):
+                self.save()
+        bar.close()
+        jsonl.close()
+
+
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.train", description=__doc__)
+    p.add_argument("--resume", help="checkpoint to resume from ('auto' = OUT_DIR/latest.pt if present)")
+    p.add_argument("--config", help="JSON file with TrainConfig fields")
+    p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
+    for f in dataclasses.fields(TrainConfig):
+        if f.type in ("int", "float", "str"):
+            p.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
+    a = p.parse_args(argv)
+    cfg = TrainConfig.from_json(Path(a.config).read_text()) if a.config else TrainConfig()
+    over = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.type in ("int", "float", "str") and getattr(a, f.name) is not None}
+    cfg = dataclasses.replace(cfg, **over)
+    if a.model_config == "tiny":
+        from .model import TINY
+        cfg = dataclasses.replace(cfg, model=TINY)
+    elif a.model_config:
+        cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
+    return cfg, a.resume
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, resume = _parse(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    trainer = Trainer(cfg, device)
+    if resume == "auto":
+        resume = str(trainer.out / "latest.pt") if (trainer.out / "latest.pt").exists() else None
+    if resume:
+        trainer.load(resume)
+    if _rank() == 0:
+        (trainer.out / "config.json").write_text(cfg.to_json())
+    trainer.run()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

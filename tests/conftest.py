@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny codec with initialised codebooks and frozen tables, and small test clips."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcodec.codec import Codec
+from neuralcodec.export import gather_statistics
+from neuralcodec.model import TINY, VideoCodecModel
+
+
+def textured_clip(t: int, h: int, w: int, pan: int = 0, seed: int = 0) -> np.ndarray:
+    """A smooth random texture, shifted by `pan` pixels per frame (uint8 (T, H, W, 3))."""
+    rng = np.random.default_rng(seed)
+    big = rng.random((h // 4 + 8, (w + pan * t) // 4 + 8, 3))
+    big = torch.nn.functional.interpolate(torch.from_numpy(big).permute(2, 0, 1)[None].float(),
+                                          scale_factor=4, mode="bicubic", align_corners=False)[0]
+    img = (big.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return np.stack([img[:h, i * pan: i * pan + w] for i in range(t)])
+
+
+def make_tiny_model(seed: int = 0) -> VideoCodecModel:
+    torch.manual_seed(seed)
+    model = VideoCodecModel(TINY).eval()
+    clip = torch.from_numpy(textured_clip(3, 32, 48, pan=1, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
+    with torch.no_grad():
+        out = model(clip, bypass_vq=True)
+        g = torch.Generator().manual_seed(seed)
+        model.i_vq.init_kmeans(out.latents[0], generator=g)
+        model.p_vq.init_kmeans(torch.cat(out.latents[1:]), generator=g)
+    counts = gather_statistics(model, [textured_clip(4, 32, 48, pan=1, seed=seed + 1)], progress=False)
+    model.entropy.update(counts)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> VideoCodecModel:
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_model) -> Codec:
+    return Codec(tiny_model, "tiny-test", "ab" * 32)

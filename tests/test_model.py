@@ -1,0 +1,119 @@
+"""Model invariants on a tiny configuration: forward == decode(encode), rates, determinism, sizes, errors."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import bitstream
+from neuralcodec.codec import Codec, ModelError
+from neuralcodec.model import TINY, TablesNotExportedError, VideoCodecModel, to_levels
+
+from conftest import textured_clip
+
+
+def test_eval_forward_equals_decode_of_encode(tiny_codec):
+    clip = textured_clip(4, 32, 48, pan=2, seed=3)
+    for q in tiny_codec.qualities:
+        decoded = tiny_codec.decode(tiny_codec.encode(clip, quality=q, gop=100))
+        x = torch.from_numpy(clip).permute(0, 3, 1, 2).float()[None] / 255
+        with torch.inference_mode():
+            out = tiny_codec.model(x, q, lam_i=tiny_codec.lam_i, lam_p=tiny_codec.lam_p)
+        fwd = (to_levels(out.recon[0]) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(fwd, decoded)
+
+
+def test_rate_decreases_with_fewer_stages(tiny_codec):
+    clip = textured_clip(3, 48, 64, pan=1, seed=5)
+    sizes = [len(tiny_codec.encode(clip, quality=q)) for q in tiny_codec.qualities]
+    assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
+
+
+def test_quantizer_stages_refine_latent(tiny_model):
+    z = torch.randn(2, TINY.latent_dim, 4, 6)
+    errs = [float((tiny_model.i_vq.decode(tiny_model.i_vq.encode(z, n)) - z).pow(2).mean())
+            for n in range(1, TINY.num_stages + 1)]
+    assert all(a >= b for a, b in zip(errs, errs[1:])), errs
+
+
+def test_encoding_is_deterministic(tiny_codec):
+    clip = textured_clip(4, 32, 48, pan=1, seed=8)
+    assert tiny_codec.encode(clip, quality=2) == tiny_codec.encode(clip, quality=2)
+
+
+@pytest.mark.parametrize("h,w", [(17, 33), (33, 17), (1, 1), (8, 8), (23, 40)])
+def test_odd_sizes_round_trip(tiny_codec, h, w):
+    clip = textured_clip(3, max(h, 16), max(w, 16), seed=1)[:, :h, :w]
+    out = tiny_codec.decode(tiny_codec.encode(clip, gop=2))
+    assert out.shape == clip.shape and out.dtype == np.uint8
+
+
+def test_iterable_input_and_header(tiny_codec):
+    clip = textured_clip(3, 16, 24)
+    data = tiny_codec.encode(iter(list(clip)), quality=1, gop=2)
+    header, packets = bitstream.unpack_stream(data)
+    assert (header.width, header.height, header.quality, header.gop) == (24, 16, 1, 2)
+    assert [p.frame_type for p in packets] == [bitstream.FrameType.I, bitstream.FrameType.P, bitstream.FrameType.I]
+    assert header.model_name == "tiny-test"
+
+
+def test_fresh_process_decodes_identically(tiny_model, tiny_codec, tmp_path):
+    from neuralcodec.registry import save_model
+    path = tmp_path / "tiny.safetensors"
+    save_model(tiny_model, "tiny-test", path, half=False)
+    from neuralcodec import load_codec
+    codec = load_codec(path)
+    clip = textured_clip(4, 24, 40, pan=1, seed=2)
+    data = codec.encode(clip, quality=2)
+    (tmp_path / "x.ncv").write_bytes(data)
+    mine = codec.decode(data)
+    script = ("import sys, numpy as np; from neuralcodec import load_codec; "
+              "c = load_codec(sys.argv[1]); np.save(sys.argv[3], c.decode(open(sys.argv[2], 'rb').read()))")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.ncv"), str(tmp_path / "y.npy")],
+                   check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), mine)
+
+
+def test_coding_before_export_raises():
+    codec = Codec(VideoCodecModel(TINY), "raw", "00" * 32)
+    with pytest.raises(TablesNotExportedError):
+        codec.encode(textured_clip(1, 16, 16))
+
+
+def test_bad_arguments(tiny_codec):
+    clip = textured_clip(2, 16, 16)
+    with pytest.raises(ValueError):
+        tiny_codec.encode(clip, quality=0)
+    with pytest.raises(ValueError):
+        tiny_codec.encode(clip, gop=0)
+    with pytest.raises(ValueError):
+        tiny_codec.encode(np.zeros((2, 16, 16), np.uint8))
+    with pytest.raises(ValueError):
+        tiny_codec.encode([])
+
+
+def test_model_mismatch_and_corrupt_data(tiny_model, tiny_codec):
+    data = tiny_codec.encode(textured_clip(3, 16, 24), quality=2)
+    other = Codec(tiny_model, "tiny-test", "cd" * 32)
+    with pytest.raises(ModelError):
+        other.decode(data)
+    with pytest.raises(bitstream.BitstreamError):
+        tiny_codec.decode(data[:-5])
+    with pytest.raises(bitstream.BitstreamError):
+        tiny_codec.decode(b"not a stream at all")
+
+
+def test_stream_api_matches_bytes_api(tiny_codec):
+    clip = textured_clip(3, 16, 24, pan=1)
+    buf = io.BytesIO()
+    enc = tiny_codec.stream_encoder(buf, 24, 16, quality=2, gop=8)
+    sizes = [enc.write(f) for f in clip]
+    enc.close()
+    assert sum(sizes) < len(buf.getvalue())
+    dec = tiny_codec.stream_decoder(io.BytesIO(buf.getvalue()))
+    assert dec.header.frame_count == 3
+    np.testing.assert_array_equal(np.stack(list(dec)), tiny_codec.decode(tiny_codec.encode(clip, quality=2, gop=8)))
