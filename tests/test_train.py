@@ -1,0 +1,111 @@
+"""Training: a single-process smoke run with resume, a 2-process DDP (gloo) run, and a tiny overfit."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcodec.data import prepare as P
+from neuralcodec.losses import AdversarialLoss, distortion
+from neuralcodec.model import TINY, VideoCodecModel
+from neuralcodec.train import TrainConfig, empirical_bpp, main, psnr
+
+from conftest import textured_clip
+
+TINY_ARGS = ["--model-config", "tiny", "--crop", "32", "--clip-len", "2", "--batch-size", "2",
+             "--warmup-steps", "2", "--kmeans-batches", "1", "--gan-start", "3", "--val-every", "4",
+             "--ckpt-every", "2", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("train_data")
+    video = textured_clip(24, 48, 64, pan=1, seed=4)
+    entries = [P.write_clip(r, "video", "vid", "train", video[:18]),
+               P.write_clip(r, "video", "vid", "val", video[18:])]
+    entries += P.write_photo(r, "a", "train", textured_clip(1, 96, 128, seed=5)[0], scales=(96,))
+    entries += P.write_photo(r, "b", "val", textured_clip(1, 96, 128, seed=6)[0], scales=(96,))
+    P.write_manifest(r, entries)
+    return r
+
+
+def test_smoke_run_and_resume(data_root, tmp_path):
+    out = tmp_path / "run"
+    args = TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out)]
+    main(args + ["--steps", "4"])
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 4 and state["vq_ready"]
+    cfg = TrainConfig.from_json(state["config"])
+    assert cfg.model == TINY and cfg.crop == 32
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("kmeans_residual_energy" in r for r in rows)
+    assert any("d_loss" in r for r in rows)                       # the GAN was on after gan_start
+    assert any("val_psnr_i_1" in r and "val_bpp_p_3" in r for r in rows)
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    main(args + ["--steps", "6", "--resume", "auto"])
+    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"] == 6
+
+
+def test_ddp_two_cpu_processes(data_root, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "neuralcodec.train", *TINY_ARGS, "--data-root", str(data_root), "--out-dir", str(out),
+           "--steps", "4"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 4 and state["vq_ready"]
+
+
+def test_tiny_overfit_raises_psnr():
+    torch.manual_seed(0)
+    model = VideoCodecModel(TINY)
+    clip = torch.from_numpy(textured_clip(2, 32, 32, pan=1, seed=9)).permute(0, 3, 1, 2).float()[None] / 255
+    adv = AdversarialLoss(weight=0.1, start=0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def evaluate() -> float:
+        model.eval()
+        with torch.no_grad():
+            p = psnr(model(clip, TINY.num_stages, bypass_vq=not model.i_vq.stages[0].initted).recon, clip)
+        model.train()
+        return p
+
+    def step(bypass: bool, gan: bool) -> None:
+        out = model(clip, TINY.num_stages, bypass_vq=bypass)
+        x, xhat = clip.flatten(0, 1), out.recon.flatten(0, 1)
+        rec, _ = distortion(x, xhat, 0.1)
+        loss = rec + 0.25 * out.commit_loss
+        if gan:
+            g, _ = adv(xhat, x, rec, model.p_dec.out[0].weight, step=1)
+            loss = loss + g
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if gan:
+            adv.train_adv(xhat, x)
+
+    before = evaluate()
+    for _ in range(40):
+        step(bypass=True, gan=False)
+    with torch.no_grad():
+        out = model(clip, bypass_vq=True)
+        model.i_vq.init_kmeans(out.latents[0])
+        model.p_vq.init_kmeans(out.latents[1])
+    for _ in range(20):
+        step(bypass=False, gan=True)
+    after = evaluate()
+    assert after > before + 3, (before, after)
+
+
+def test_empirical_bpp():
+    codes = torch.zeros(1, 2, 8, 8, dtype=torch.long)
+    assert empirical_bpp(codes, 2) == 0
+    codes[0, 0] = torch.arange(64).view(8, 8) % 2
+    assert abs(empirical_bpp(codes, 2) - 1 / 64) < 1e-9
