@@ -1,6 +1,8 @@
 """Encoder-side block motion estimation (quarter-pel), block-constant warping and motion-vector prediction."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,11 +27,6 @@ def block_warp(ref: torch.Tensor, mv: torch.Tensor, block: int) -> torch.Tensor:
     return F.grid_sample(ref, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def _block_cost(cur: torch.Tensor, pred: torch.Tensor, block: int, mv: torch.Tensor, lam: float) -> torch.Tensor:
-    sad = F.avg_pool2d((cur - pred).abs(), block)[:, 0]
-    return sad + lam * mv.abs().sum(1).to(sad.dtype) / QPEL
-
-
 def _full_search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float) -> torch.Tensor:
     """Exhaustive integer search; returns vectors in whole pixels (B, 2, bh, bw)."""
     b, _, h, w = cur.shape
@@ -51,43 +48,104 @@ def _full_search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, 
     return best
 
 
-def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor, step: int, lam: float) -> torch.Tensor:
-    """Try mv + step * {-1, 0, 1}^2 (quarter pels) per block and keep the cheapest."""
+def _block_patches(ref: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """Patches (B, bh, bw, size, size) of a padded luma (B, 1, Hp, Wp) with per-block top-left corners."""
+    _, _, hp, wp = ref.shape
+    offs = torch.arange(size)
+    b = torch.arange(ref.shape[0]).view(-1, 1, 1) * (hp * wp)
+    corner = (b + top * wp + left)[..., None, None]        # (B, bh, bw, 1, 1) flat index of the corner
+    return torch.take(ref, corner + (offs[:, None] * wp + offs[None, :]))
+
+
+def _shifted(patch: torch.Tensor, margin: int, block: int, oy: float, ox: float) -> torch.Tensor:
+    """Bilinear sample of every patch's centre block moved by (oy, ox) pixels (|offset| < margin)."""
+    iy, ix = math.floor(oy), math.floor(ox)
+    fy, fx = oy - iy, ox - ix
+    y0, x0 = margin + iy, margin + ix
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return patch[..., y0 + dy: y0 + dy + block, x0 + dx: x0 + dx + block]
+
+    if not fx and not fy:
+        return at(0, 0)
+    out = at(0, 0) * ((1 - fy) * (1 - fx))
+    if fx:
+        out = out + at(0, 1) * ((1 - fy) * fx)
+    if fy:
+        out = out + at(1, 0) * (fy * (1 - fx))
+        if fx:
+            out = out + at(1, 1) * (fy * fx)
+    return out
+
+
+def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor, lam: float,
+            steps: tuple[int, ...]) -> torch.Tensor:
+    """Per-block local search around mv_q (quarter pels): for each step, try best + step * {-1, 0, 1}^2.
+
+    Each step cuts one patch per block around its current best vector, so a candidate is a slice of it.
+    """
+    b, _, h, w = cur.shape
+    bh, bw = h // block, w // block
+    margin = max(steps) // QPEL + 2
+    pad = int(mv_q.abs().max()) // QPEL + sum(steps) // QPEL + margin + 2
+    refp = F.pad(ref, (pad, pad, pad, pad), mode="replicate")
+    ys = torch.arange(bh).view(1, bh, 1) * block + pad - margin
+    xs = torch.arange(bw).view(1, 1, bw) * block + pad - margin
+    cur_blocks = cur[:, 0].reshape(b, bh, block, bw, block).permute(0, 1, 3, 2, 4)
     best = mv_q.clone()
-    best_cost = _block_cost(cur, block_warp(ref, mv_q, block), block, mv_q, lam)
-    for dy in (-step, 0, step):
-        for dx in (-step, 0, step):
-            if dx == 0 and dy == 0:
-                continue
-            cand = mv_q.clone()
-            cand[:, 0] += dx
-            cand[:, 1] += dy
-            cost = _block_cost(cur, block_warp(ref, cand, block), block, cand, lam)
-            better = cost < best_cost
-            best_cost = torch.where(better, cost, best_cost)
-            best = torch.where(better[:, None], cand, best)
+    best_cost = None
+    for step in steps:
+        base = torch.div(best, QPEL, rounding_mode="floor")
+        patch = _block_patches(refp, ys + base[:, 1], xs + base[:, 0], block + 2 * margin)
+
+        def cost(cand: torch.Tensor) -> torch.Tensor:
+            off = cand - base * QPEL                      # quarter pels from the patch centre, per block
+            key = off[:, 1] * 1024 + off[:, 0]
+            keys = torch.unique(key).tolist()
+            sad = torch.empty(b, bh, bw, dtype=cur.dtype)
+            for k in keys:
+                ox = (k + 512) % 1024 - 512
+                oy = (k - ox) // 1024
+                part = (cur_blocks - _shifted(patch, margin, block, oy / QPEL, ox / QPEL)).abs().mean((-1, -2))
+                if len(keys) == 1:
+                    sad = part
+                else:
+                    sel = key == k
+                    sad[sel] = part[sel]
+            return sad + lam * cand.abs().sum(1).to(cur.dtype) / QPEL
+
+        if best_cost is None:
+            best_cost = cost(best)
+        centre = best.clone()
+        for dy in (-step, 0, step):
+            for dx in (-step, 0, step):
+                if dx == 0 and dy == 0:
+                    continue
+                cand = centre.clone()
+                cand[:, 0] += dx
+                cand[:, 1] += dy
+                c = cost(cand)
+                better = c < best_cost
+                best_cost = torch.where(better, c, best_cost)
+                best = torch.where(better[:, None], cand, best)
     return best
 
 
 @torch.no_grad()
 def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, search: int = 16,
                     lam: float = 0.002) -> torch.Tensor:
-    """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB)."""
+    """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB).
+
+    Exhaustive search at 1/4 resolution (when the frame allows), then per-block refinement at full
+    resolution by 2 and 1 pixels, then half and quarter pixels.
+    """
     cy, ry = luma(cur.float()), luma(ref.float())
-    levels = 2 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 0
-    scale = 2 ** levels
+    scale = 4 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 1
     c_s = F.avg_pool2d(cy, scale) if scale > 1 else cy
     r_s = F.avg_pool2d(ry, scale) if scale > 1 else ry
-    mv = _full_search(c_s, r_s, block // scale, max(1, search // scale), lam * scale) * QPEL
-    for lvl in range(levels - 1, -1, -1):  # refine by whole pixels at 1/2 then full resolution
-        s = 2 ** lvl
-        mv = mv * 2
-        c_l = F.avg_pool2d(cy, s) if s > 1 else cy
-        r_l = F.avg_pool2d(ry, s) if s > 1 else ry
-        mv = _refine(c_l, r_l, block // s, mv, QPEL, lam * s)
-    mv = _refine(cy, ry, block, mv, 2, lam)   # half pel
-    mv = _refine(cy, ry, block, mv, 1, lam)   # quarter pel
-    return mv
+    mv = _full_search(c_s, r_s, block // scale, max(1, search // scale), lam * scale) * (QPEL * scale)
+    steps = (2 * QPEL, QPEL, 2, 1) if scale > 1 else (2, 1)
+    return _refine(cy, ry, block, mv, lam, steps)
 
 
 def mv_to_residual(mv: np.ndarray) -> np.ndarray:
