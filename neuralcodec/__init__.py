@@ -1,8 +1,20 @@
 """ncodec: a learned video codec (RVQ autoencoder, I/P-frames with motion, rANS-coded .ncv streams)."""
-from .codec import Codec, ModelError, StreamDecoder, StreamEncoder
-from .registry import DEFAULT_MODEL, REGISTRY, load_codec, load_codec_for_stream
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Codec", "DEFAULT_MODEL", "ModelError", "REGISTRY", "StreamDecoder", "StreamEncoder", "__version__",
-           "load_codec", "load_codec_for_stream"]
+# The codec pulls in torch; load it on first use so `ncodec --version` and `import neuralcodec` stay fast.
+_LAZY = {
+    "Codec": "codec", "ModelError": "codec", "StreamDecoder": "codec", "StreamEncoder": "codec",
+    "DEFAULT_MODEL": "registry", "REGISTRY": "registry", "load_codec": "registry", "load_codec_for_stream": "registry",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -251,11 +251,12 @@ class Codec:
 
     def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike) -> int:
         """Decode an .ncv file to a video file (.y4m, .mkv, .mp4) or a PNG folder; returns the frame count."""
-        from .io import open_writer
+        from .io import open_writer, output_kind
+        kind = output_kind(dst)
         with open(src, "rb") as f, _atomic(dst) as tmp:
             dec = self.stream_decoder(f)
             h = dec.header
-            writer = open_writer(tmp, h.width, h.height, h.fps)
+            writer = open_writer(tmp, h.width, h.height, h.fps, kind=kind)
             count = 0
             try:
                 for frame in dec:

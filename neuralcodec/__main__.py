@@ -1,0 +1,7 @@
+"""Runs the `ncodec` command line: ``python -m neuralcodec ...``."""
+
+import sys
+
+from neuralcodec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,306 @@
+"""Video file I/O: read any PyAV-decodable video or PNG folder as RGB frames; write .y4m, .mkv, .mp4 or a PNG folder.
+
+Reading (``open_video``) and writing (``open_writer``) both stream one frame at a time.
+
+Output formats, chosen by the path's suffix (see ``output_kind``):
+
+- ``.y4m``: raw YUV 4:4:4 (``yuv444p``, libswscale's default BT.601 limited-range matrix) in the yuv4mpegpipe muxer.
+  No chroma subsampling, only the RGB->YUV rounding is lossy.
+- ``.mkv``: FFV1 in Matroska with pixel format ``bgr0``: lossless RGB.
+- ``.mp4``: H.264 (libx264, preset medium, CRF 18, ``yuv420p``) for viewing. 4:2:0 needs even sizes, so an odd
+  width or height is padded to the next even number by repeating the last column or row (the only format that
+  does not keep the size exactly).
+- a directory (a path that ends in ``/``, has no suffix, or is an existing directory): PNG frames
+  ``frame_000001.png``, ``frame_000002.png``, ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+__all__ = ["VideoInfo", "InputError", "FrameWriter", "open_video", "open_writer", "output_kind", "OUTPUT_KINDS"]
+
+DEFAULT_FPS = Fraction(30, 1)
+OUTPUT_KINDS = ("y4m", "mkv", "mp4", "png")
+_SUFFIX_KINDS = {".y4m": "y4m", ".mkv": "mkv", ".mp4": "mp4"}
+# Demuxers/decoders that turn arbitrary text or binary files into "video" (ANSI art etc.): refuse them.
+_NOT_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf", "tty"}
+_MAX_SIDE = 16384
+_MP4_CRF = 18
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Size, frame rate and frame count (0 if unknown) of a video."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+
+
+class InputError(ValueError):
+    """A missing, unreadable or non-video input, with a one-line message."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _check_fps(fps: Fraction | int | float | None) -> Fraction:
+    if fps is None:
+        return DEFAULT_FPS
+    fps = Fraction(fps).limit_denominator(1_000_000)
+    if fps <= 0:
+        raise ValueError(f"frame rate must be positive, got {fps}")
+    return fps
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """Any pixel format (yuv, 10-bit, gray, rgba, palette...) to (H, W, 3) uint8 RGB; alpha is dropped."""
+    return frame.to_ndarray(format="rgb24")
+
+
+def open_video(path: str | os.PathLike, fps: Fraction | None = None) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """Open a video file (anything PyAV decodes) or a directory of PNG frames; frames are decoded lazily.
+
+    ``fps`` overrides the frame rate (for PNG folders it defaults to 30/1). Raises InputError for a missing,
+    unreadable or non-video input. The iterator yields (H, W, 3) uint8 RGB frames one at a time.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        return _open_png_dir(path, fps)
+    return _open_container(path, fps)
+
+
+def _open_png_dir(path: Path, fps: Fraction | None) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    try:
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() == ".png" and p.is_file()),
+                       key=lambda p: _natural_key(p.name))
+    except OSError as exc:
+        raise InputError(f"cannot read directory {path}: {_one_line(exc)}") from None
+    if not files:
+        raise InputError(f"no .png frames in directory {path}")
+    first = _read_png(files[0])
+    height, width = first.shape[:2]
+    info = VideoInfo(width, height, _check_fps(fps), len(files))
+
+    def frames() -> Iterator[np.ndarray]:
+        yield first
+        for file in files[1:]:
+            frame = _read_png(file)
+            if frame.shape != first.shape:
+                raise InputError(f"{file.name} is {frame.shape[1]}x{frame.shape[0]}, "
+                                 f"other frames are {width}x{height}")
+            yield frame
+
+    return info, frames()
+
+
+def _read_png(file: Path) -> np.ndarray:
+    try:
+        with av.open(str(file)) as container:
+            for frame in container.decode(video=0):
+                return _rgb(frame)
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(f"cannot read {file}: {_one_line(exc)}") from None
+    raise InputError(f"cannot read {file}: no image in file")
+
+
+def _open_container(path: Path, fps: Fraction | None) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: not a video file ({_one_line(exc)})") from None
+    try:
+        if not container.streams.video:
+            raise InputError(f"cannot read {path}: no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context.name in _NOT_VIDEO_CODECS:
+            raise InputError(f"cannot read {path}: not a video file")
+        stream.thread_type = "AUTO"
+        decoded = container.decode(stream)
+        try:
+            first = next(decoded, None)
+        except (av.FFmpegError, OSError) as exc:
+            raise InputError(f"cannot decode {path}: {_one_line(exc)}") from None
+        if first is None:
+            raise InputError(f"cannot read {path}: no decodable video frames")
+        width, height = first.width, first.height
+        if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
+            raise InputError(f"cannot read {path}: frame size {width}x{height} out of range")
+        rate = fps if fps is not None else (stream.average_rate or stream.guessed_rate or stream.base_rate)
+        info = VideoInfo(width, height, _check_fps(rate), max(int(stream.frames or 0), 0))
+    except BaseException:
+        container.close()
+        raise
+    return info, _container_frames(path, container, decoded, first)
+
+
+def _container_frames(path: Path, container, decoded, first: av.VideoFrame) -> Iterator[np.ndarray]:
+    index = 0
+    try:
+        frame = first
+        while frame is not None:
+            if (frame.width, frame.height) != (first.width, first.height):
+                raise InputError(f"{path}: frame {index} is {frame.width}x{frame.height}, "
+                                 f"the video started at {first.width}x{first.height}")
+            yield _rgb(frame)
+            index += 1
+            try:
+                frame = next(decoded, None)
+            except (av.FFmpegError, OSError) as exc:
+                raise InputError(f"cannot decode {path} at frame {index}: {_one_line(exc)}") from None
+    finally:
+        container.close()
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """Output format for a path: 'y4m', 'mkv', 'mp4' or 'png' (a directory of PNG frames); ValueError otherwise.
+
+    A path that ends with a separator, has no suffix, or is an existing directory means a PNG directory.
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    if text.endswith(("/", os.sep)) or p.is_dir() or p.suffix == "":
+        return "png"
+    kind = _SUFFIX_KINDS.get(p.suffix.lower())
+    if kind is None:
+        raise ValueError(f"unsupported output format {p.suffix!r}: use .y4m, .mkv, .mp4 or a directory")
+    return kind
+
+
+class FrameWriter:
+    """Writes (height, width, 3) uint8 RGB frames one at a time; close() finishes the file."""
+
+    def __init__(self, width: int, height: int, fps: Fraction):
+        self.width, self.height, self.fps = width, height, fps
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+            raise ValueError(f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
+                             f"got {frame.shape} {frame.dtype}")
+        self._write(np.ascontiguousarray(frame))
+        self.frames_written += 1
+
+    def _write(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the output (flush encoders, write trailers)."""
+
+    def abort(self) -> None:
+        """Stop writing after an error, without flushing (the caller deletes the partial output)."""
+        self.close()
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _PngDirWriter(FrameWriter):
+    def __init__(self, path: Path, width: int, height: int, fps: Fraction):
+        super().__init__(width, height, fps)
+        path.mkdir(exist_ok=True)
+        self.path = path
+
+    def _write(self, frame: np.ndarray) -> None:
+        Image.fromarray(frame, "RGB").save(self.path / f"frame_{self.frames_written + 1:06d}.png")
+
+
+class _AvWriter(FrameWriter):
+    """One video stream in a PyAV container; frames get consecutive timestamps at 1/fps."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: Fraction, kind: str):
+        super().__init__(width, height, fps)
+        self._pad = (0, 0)
+        if kind == "y4m":
+            fmt, codec, pix_fmt, options = "yuv4mpegpipe", "rawvideo", "yuv444p", {}
+        elif kind == "mkv":
+            fmt, codec, pix_fmt = "matroska", "ffv1", "bgr0"
+            # FFV1 splits frames into slices by default, which it cannot do for a 1-pixel-wide frame.
+            options = {"slices": "1"} if min(width, height) < 16 else {}
+        else:
+            fmt, codec, pix_fmt = "mp4", "libx264", "yuv420p"
+            options = {"crf": str(_MP4_CRF), "preset": "medium"}
+            self._pad = (height % 2, width % 2)
+        self._pix_fmt = pix_fmt
+        self._container = av.open(str(path), "w", format=fmt)
+        try:
+            self._stream = self._container.add_stream(codec, rate=fps)
+            self._stream.width = width + self._pad[1]
+            self._stream.height = height + self._pad[0]
+            self._stream.pix_fmt = pix_fmt
+            self._stream.time_base = Fraction(1, 1) / fps
+            self._stream.codec_context.time_base = Fraction(1, 1) / fps
+            self._stream.options = options
+        except BaseException:
+            self._container.close()
+            raise
+        self._closed = False
+
+    def _write(self, frame: np.ndarray) -> None:
+        if any(self._pad):
+            frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=self._pix_fmt)
+        vf.pts = self.frames_written
+        vf.time_base = Fraction(1, 1) / self.fps
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._container.close()
+            except (av.FFmpegError, OSError):
+                pass
+
+
+def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
+                kind: str | None = None) -> FrameWriter:
+    """Open a frame writer; the format comes from ``kind`` (one of OUTPUT_KINDS) or else from the path's suffix."""
+    if not (isinstance(width, int) and isinstance(height, int) and 1 <= width <= _MAX_SIDE
+            and 1 <= height <= _MAX_SIDE):
+        raise ValueError(f"frame size must be 1..{_MAX_SIDE} pixels per side, got {width}x{height}")
+    fps = _check_fps(fps)
+    kind = kind or output_kind(path)
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}: use one of {', '.join(OUTPUT_KINDS)}")
+    if kind == "png":
+        return _PngDirWriter(Path(path), width, height, fps)
+    return _AvWriter(Path(path), width, height, fps, kind)
