@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -24,8 +25,19 @@ class ModelError(ValueError):
 
 
 DEFAULT_GOP = 32
-LAMBDA_I = 0.0     # encoder rate-distortion thresholds (latent energy; see ResidualVQ.encode)
-LAMBDA_P = 0.0
+
+
+@dataclass(frozen=True)
+class Level:
+    """What the encoder does at one quality level; the decoder needs none of it (stages = chunks per packet)."""
+
+    stages: int            # residual VQ stages sent
+    lam_i: float = 0.0     # rate-distortion thresholds (latent energy, see ResidualVQ.encode) for I and P frames
+    lam_p: float = 0.0
+
+
+def default_levels(num_stages: int) -> dict[int, Level]:
+    return {n: Level(n) for n in range(1, num_stages + 1)}
 
 
 def _pad(x: torch.Tensor, align: int) -> torch.Tensor:
@@ -48,9 +60,9 @@ def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
 class FrameCoder:
     """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes."""
 
-    def __init__(self, codec: "Codec", width: int, height: int, quality: int, gop: int):
+    def __init__(self, codec: "Codec", width: int, height: int, level: Level, gop: int):
         self.codec, self.model = codec, codec.model
-        self.width, self.height, self.quality, self.gop = width, height, quality, gop
+        self.width, self.height, self.level, self.gop = width, height, level, gop
         self.index = 0
         self.ref: torch.Tensor | None = None
         self.prev_codes: np.ndarray | None = None
@@ -77,10 +89,10 @@ class FrameCoder:
         x = _to_tensor(frame, self.align)
         ftype = self.frame_type()
         if ftype == FrameType.I:
-            codes = self.model.encode_intra(x, self.quality, self.codec.lam_i)
+            codes = self.model.encode_intra(x, self.level.stages, self.level.lam_i)
             recon, mv_np = self.model.decode_intra(codes), None
         else:
-            codes, mv = self.model.encode_inter(x, self.ref, self.quality, self.codec.lam_p)
+            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p)
             recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
         codes_np = codes[0].numpy()
         prev = self.prev_codes
@@ -104,7 +116,7 @@ class StreamEncoder:
 
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
                  quality: int, gop: int, frame_count: int = 0):
-        self.coder = FrameCoder(codec, width, height, quality, gop)
+        self.coder = FrameCoder(codec, width, height, codec.levels[quality], gop)
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
         self.writer = StreamWriter(fileobj, header)
@@ -142,9 +154,7 @@ class StreamDecoder:
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
-        if h.quality not in codec.qualities:
-            raise BitstreamError(f"quality {h.quality} is not one of this model's levels {codec.qualities}")
-        self.coder = FrameCoder(codec, h.width, h.height, h.quality, max(1, h.gop))
+        self.coder = FrameCoder(codec, h.width, h.height, Level(codec.model.cfg.num_stages), max(1, h.gop))
         self.entropy = codec.model.entropy
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -153,8 +163,9 @@ class StreamDecoder:
 
     def decode_packet(self, packet: Packet) -> np.ndarray:
         c = self.coder
-        if len(packet.chunks) != 1 + c.quality:
-            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected {1 + c.quality}")
+        stages = len(packet.chunks) - 1
+        if not 1 <= stages <= self.coder.model.cfg.num_stages:
+            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected 2..{1 + c.model.cfg.num_stages}")
         ftype = FrameType(packet.frame_type)
         if ftype == FrameType.P and c.ref is None:
             raise BitstreamError("P-frame without a preceding I-frame")
@@ -168,15 +179,17 @@ class StreamDecoder:
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel, name: str, sha256: str):
+    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
-        self.qualities = tuple(range(1, model.cfg.num_stages + 1))
+        self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
+        if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
+            raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
+        self.qualities = tuple(self.levels)
         self.default_quality = self.qualities[len(self.qualities) // 2]
         self.default_gop = DEFAULT_GOP
-        self.lam_i, self.lam_p = LAMBDA_I, LAMBDA_P
 
     def __repr__(self) -> str:
         return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"

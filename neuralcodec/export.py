@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .codec import Codec, FrameCoder
+from .codec import Codec, FrameCoder, Level
 from .model import VideoCodecModel
 from .registry import save_model
 
@@ -32,15 +33,15 @@ def round_to_half(model: VideoCodecModel) -> None:
                 v.copy_(v.half().float())
 
 
-def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], gop: int = 1000,
-                      progress: bool = True) -> dict[str, np.ndarray]:
+def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], levels: dict[int, Level] | None = None,
+                      gop: int = 1000, progress: bool = True) -> dict[str, np.ndarray]:
     """Symbol counts of the real coding path over clips (T, H, W, 3) uint8 at every quality level."""
-    codec = Codec(model, "stats", "00" * 32)
+    codec = Codec(model, "stats", "00" * 32, levels)
     ent = model.entropy
     counts = ent.new_counts()
-    jobs = [(clip, q) for clip in clips for q in codec.qualities]
-    for clip, q in tqdm(jobs, disable=not progress, desc="statistics"):
-        coder = FrameCoder(codec, clip.shape[2], clip.shape[1], q, gop)
+    jobs = [(clip, lv) for clip in clips for lv in codec.levels.values()]
+    for clip, lv in tqdm(jobs, disable=not progress, desc="statistics"):
+        coder = FrameCoder(codec, clip.shape[2], clip.shape[1], lv, gop)
         for frame in clip:
             ftype, codes, mv, _ = coder.analyse(frame)
             ent.accumulate(counts, int(ftype), codes, coder.last_prev_codes, mv)
@@ -62,14 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--crop", type=int, default=192)
+    p.add_argument("--levels", help='quality table as JSON: {"1": [stages, lam_i, lam_p], ...}')
     a = p.parse_args(argv)
+    levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
     model = load_checkpoint(a.checkpoint)
     round_to_half(model)
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
-    counts = gather_statistics(model, clips)
+    counts = gather_statistics(model, clips, levels)
     model.entropy.update(counts)
-    digest = save_model(model, a.name, a.out)
+    digest = save_model(model, a.name, a.out, levels=levels)
     size = Path(a.out).stat().st_size
     n_params = sum(p.numel() for p in model.parameters())
     print(f"wrote {a.out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters")

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .codec import Codec, ModelError, file_sha256
+from .codec import Codec, Level, ModelError, default_levels, file_sha256
 from .model import ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -35,8 +35,9 @@ REGISTRY: dict[str, ModelEntry] = {
 DEFAULT_MODEL = "ncodec-base"
 
 
-def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True) -> str:
-    """Write weights (fp16 floats), buffers and config to a safetensors file; returns its sha256."""
+def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True,
+               levels: dict[int, Level] | None = None) -> str:
+    """Write weights (fp16 floats), buffers, config and quality table to a safetensors file; returns its sha256."""
     if not model.entropy.exported:
         raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
     tensors = {}
@@ -45,21 +46,25 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
         if half and v.is_floating_point() and not k.endswith(".embed"):
             v = v.half()
         tensors[k] = v
-    meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json()}
+    levels = levels or default_levels(model.cfg.num_stages)
+    meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
+            "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return file_sha256(path)
 
 
-def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str]:
-    """Build the model a safetensors file describes; returns (model, name)."""
+def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None]:
+    """Build the model a safetensors file describes; returns (model, name, quality table)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise ModelError(f"{path}: not an ncodec model file (format {meta.get('format')!r})")
             cfg = ModelConfig.from_json(meta["config"])
+            levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
+                       for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
             state = {k: f.get_tensor(k) for k in f.keys()}
     except ModelError:
         raise
@@ -72,7 +77,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
-    return model.eval(), meta["name"]
+    return model.eval(), meta["name"], levels
 
 
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
@@ -92,8 +97,8 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
     torch.set_flush_denormal(True)
-    model, name = read_model(path)
-    return Codec(model, name, digest)
+    model, name, levels = read_model(path)
+    return Codec(model, name, digest, levels)
 
 
 def load_codec_for_stream(src) -> Codec:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralcodec.codec import Codec
+from neuralcodec.codec import Codec, Level
 from neuralcodec.export import gather_statistics
 from neuralcodec.model import TINY, VideoCodecModel
 
@@ -39,6 +39,10 @@ def tiny_model() -> VideoCodecModel:
     return make_tiny_model()
 
 
+# stages grow and the encoder's rate-distortion thresholds shrink with the level, as in a shipped table
+TINY_LEVELS = {1: Level(1, 0.0, 0.2), 2: Level(2, 0.01, 0.05), 3: Level(3, 0.0, 0.0)}
+
+
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model) -> Codec:
-    return Codec(tiny_model, "tiny-test", "ab" * 32)
+    return Codec(tiny_model, "tiny-test", "ab" * 32, TINY_LEVELS)

@@ -21,8 +21,9 @@ def test_eval_forward_equals_decode_of_encode(tiny_codec):
     for q in tiny_codec.qualities:
         decoded = tiny_codec.decode(tiny_codec.encode(clip, quality=q, gop=100))
         x = torch.from_numpy(clip).permute(0, 3, 1, 2).float()[None] / 255
+        lv = tiny_codec.levels[q]
         with torch.inference_mode():
-            out = tiny_codec.model(x, q, lam_i=tiny_codec.lam_i, lam_p=tiny_codec.lam_p)
+            out = tiny_codec.model(x, lv.stages, lam_i=lv.lam_i, lam_p=lv.lam_p)
         fwd = (to_levels(out.recon[0]) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         np.testing.assert_array_equal(fwd, decoded)
 
@@ -64,9 +65,10 @@ def test_iterable_input_and_header(tiny_codec):
 def test_fresh_process_decodes_identically(tiny_model, tiny_codec, tmp_path):
     from neuralcodec.registry import save_model
     path = tmp_path / "tiny.safetensors"
-    save_model(tiny_model, "tiny-test", path, half=False)
+    save_model(tiny_model, "tiny-test", path, half=False, levels=tiny_codec.levels)
     from neuralcodec import load_codec
     codec = load_codec(path)
+    assert codec.levels == tiny_codec.levels
     clip = textured_clip(4, 24, 40, pan=1, seed=2)
     data = codec.encode(clip, quality=2)
     (tmp_path / "x.ncv").write_bytes(data)

@@ -1,0 +1,59 @@
+"""Speed benchmark: `python -m neuralcodec.bench` prints measured encode/decode frames/s of the shipped model."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+
+def sample_clip(width: int, height: int, frames: int) -> np.ndarray:
+    """The packaged sample clip, resized to width x height (natural content with motion)."""
+    from pathlib import Path
+    path = Path(__file__).parent / "assets" / "sample.mp4"
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            out.append(f.reformat(width=width, height=height, format="rgb24").to_ndarray())
+            if len(out) == frames:
+                break
+    while len(out) < frames:  # play it back and forth if more frames are asked for
+        out.extend(out[-2::-1][: frames - len(out)])
+    return np.stack(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.bench", description=__doc__)
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--quality", type=int)
+    p.add_argument("--model")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    import neuralcodec
+    codec = neuralcodec.load_codec(a.model)
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    clip = sample_clip(w, h, a.frames)
+    q = codec.default_quality if a.quality is None else a.quality
+    codec.decode(codec.encode(clip[:2], quality=q))           # warm-up (first-call costs)
+    t0 = time.perf_counter()
+    data = codec.encode(clip, quality=q, fps=Fraction(30))
+    t1 = time.perf_counter()
+    frames = codec.decode(data)
+    t2 = time.perf_counter()
+    n_params = sum(p.numel() for p in codec.model.parameters())
+    mse = np.mean((frames.astype(np.float64) - clip) ** 2)
+    print(f"model {codec.name}: {n_params / 1e6:.2f} M parameters, quality {q}, {torch.get_num_threads()} threads")
+    print(f"{a.frames} frames {w}x{h}: {len(data) * 8 / (a.frames * w * h):.4f} bpp, "
+          f"PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB")
+    print(f"encode {a.frames / (t1 - t0):.1f} frames/s, decode {a.frames / (t2 - t1):.1f} frames/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
