@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "2c894e667d91b971d15ee5b7aaa37e11aa43e73d41da1251b9ae34b21fdd255a"),
+                   "39ac6cc673d7cf0db7719a200e71a9539d5ce16035865c7367691a358c4953f7"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"

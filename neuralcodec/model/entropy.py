@@ -5,12 +5,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitstream import CdfTables, decode_symbols, encode_symbols
+from bitstream import BitstreamError, CdfTables, decode_symbols, encode_symbols
 
 from .config import ModelConfig
 
 NUM_CTX = 4          # context of a stage symbol: [previous stage's code == 0] + 2 * [previous frame's code == 0]
 FRAME_TYPES = 2      # I, P
+
+
+MV_UNIFORM, MV_FIELD = b"\x01", b"\x02"   # first byte of a non-empty motion chunk (empty: no motion)
 
 
 class TablesNotExportedError(RuntimeError):
@@ -113,15 +116,31 @@ class IndexEntropyModel(nn.Module):
         np.clip(codes, 0, self.cfg.codebook_size - 1, out=codes)  # corrupt data can only give valid indices
         return codes
 
+    def _mv_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.ascontiguousarray(np.broadcast_to(np.array([0, 1]).reshape(2, 1, 1), (2,) + tuple(shape[-2:]))
+                                    + self.mv_table_base)
+
     def encode_motion(self, mv: np.ndarray) -> bytes:
+        """Motion field (2, bh, bw): b"" if all zero, MV_UNIFORM + one vector, or MV_FIELD + residuals."""
         from .motion import mv_to_residual
-        sym = mv_to_residual(mv) + self.cfg.mv_alphabet // 2
-        idx = np.broadcast_to(np.array([0, 1]).reshape(2, 1, 1), sym.shape) + self.mv_table_base
-        return encode_symbols(sym, idx, self.tables())
+        half = self.cfg.mv_alphabet // 2
+        if not mv.any():
+            return b""
+        if (mv == mv[:, :1, :1]).all():
+            return MV_UNIFORM + encode_symbols(mv[:, :1, :1] + half, self._mv_indexes((1, 1)), self.tables())
+        return MV_FIELD + encode_symbols(mv_to_residual(mv) + half, self._mv_indexes(mv.shape), self.tables())
 
     def decode_motion(self, data: bytes, shape: tuple[int, int], limit: int) -> np.ndarray:
         from .motion import residual_to_mv
-        idx = np.broadcast_to(np.array([0, 1]).reshape(2, 1, 1), (2,) + tuple(shape)) + self.mv_table_base
-        sym = decode_symbols(data, np.ascontiguousarray(idx), self.tables()).astype(np.int64)
-        mv = residual_to_mv(sym - self.cfg.mv_alphabet // 2)
+        half = self.cfg.mv_alphabet // 2
+        if not data:
+            return np.zeros((2,) + tuple(shape), dtype=np.int64)
+        mode, body = data[:1], data[1:]
+        if mode == MV_UNIFORM:
+            v = decode_symbols(body, self._mv_indexes((1, 1)), self.tables()).astype(np.int64) - half
+            mv = np.broadcast_to(v, (2,) + tuple(shape)).copy()
+        elif mode == MV_FIELD:
+            mv = residual_to_mv(decode_symbols(body, self._mv_indexes(shape), self.tables()).astype(np.int64) - half)
+        else:
+            raise BitstreamError(f"unknown motion mode {mode[0]}")
         return np.clip(mv, -limit, limit)

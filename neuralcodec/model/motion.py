@@ -133,11 +133,12 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
 
 @torch.no_grad()
 def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, search: int = 16,
-                    lam: float = 0.002) -> torch.Tensor:
+                    lam: float = 0.002, tol: float = 0.003) -> torch.Tensor:
     """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB).
 
     Exhaustive search at 1/4 resolution (when the frame allows), then per-block refinement at full
-    resolution by 2 and 1 pixels, then half and quarter pixels.
+    resolution by 2 and 1 pixels, then half and quarter pixels; last, blocks that the frame's median vector
+    (or zero) predicts within `tol` mean absolute luma take it.
     """
     cy, ry = luma(cur.float()), luma(ref.float())
     scale = 4 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 1
@@ -145,7 +146,26 @@ def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, searc
     r_s = F.avg_pool2d(ry, scale) if scale > 1 else ry
     mv = _full_search(c_s, r_s, block // scale, max(1, search // scale), lam * scale) * (QPEL * scale)
     steps = (2 * QPEL, QPEL, 2, 1) if scale > 1 else (2, 1)
-    return _refine(cy, ry, block, mv, lam, steps)
+    mv = _refine(cy, ry, block, mv, lam, steps)
+    return _prefer_uniform(cy, ry, block, mv, tol)
+
+
+def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor, tol: float) -> torch.Tensor:
+    """Replace a block's vector by zero or by the frame's median vector where that predicts almost as well.
+
+    Flat or noisy blocks otherwise pick arbitrary vectors; uniform fields cost almost nothing to send.
+    """
+    def sad(field: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d((cur - block_warp(ref, field, block)).abs(), block)[:, 0]
+
+    best = sad(mv)
+    med = mv.flatten(2).median(dim=2).values[:, :, None, None].expand_as(mv)
+    for cand in (med, torch.zeros_like(mv)):
+        c = sad(cand)
+        take = c <= best + tol
+        mv = torch.where(take[:, None], cand, mv)
+        best = torch.where(take, c, best)
+    return mv
 
 
 def mv_to_residual(mv: np.ndarray) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""The committed default model: loads offline with its pinned hash; P-frames of static and panning clips are cheap."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import bitstream
+import neuralcodec
+from neuralcodec.registry import DEFAULT_MODEL, MODELS_DIR, REGISTRY
+
+SAMPLE = Path(neuralcodec.__file__).parent / "assets" / "sample.mp4"
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return neuralcodec.load_codec()
+
+
+@pytest.fixture(scope="module")
+def still() -> np.ndarray:
+    with av.open(str(SAMPLE)) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    return frame[:128]                      # 128 x 320 of natural content
+
+
+def _frame_bytes(codec, clip) -> tuple[int, list[int]]:
+    _, packets = bitstream.unpack_stream(codec.encode(clip, gop=len(clip)))
+    sizes = [sum(len(c) for c in p.chunks) for p in packets]
+    assert packets[0].frame_type == bitstream.FrameType.I
+    return sizes[0], sizes[1:]
+
+
+def test_default_model_loads_offline_and_hash_is_pinned(codec):
+    entry = REGISTRY[DEFAULT_MODEL]
+    assert codec.name == DEFAULT_MODEL and codec.sha256 == entry.sha256
+    assert (MODELS_DIR / entry.filename).stat().st_size < 20 * 2**20
+    assert len(codec.qualities) >= 5
+
+
+def test_static_clip_p_frames_under_10_percent(codec, still):
+    clip = np.stack([still[:, :304]] * 6)
+    i_bytes, p_bytes = _frame_bytes(codec, clip)
+    assert np.mean(p_bytes) < 0.10 * i_bytes, (i_bytes, p_bytes)
+
+
+def test_panning_clip_p_frames_under_30_percent(codec, still):
+    clip = np.stack([still[:, 2 * t: 2 * t + 304] for t in range(6)])   # camera pans 2 px per frame
+    i_bytes, p_bytes = _frame_bytes(codec, clip)
+    assert np.mean(p_bytes) < 0.30 * i_bytes, (i_bytes, p_bytes)
+
+
+def test_quality_levels_are_monotone(codec, still):
+    clip = np.stack([still[:, 2 * t: 2 * t + 304] for t in range(3)])
+    sizes, psnrs = [], []
+    for q in codec.qualities:
+        data = codec.encode(clip, quality=q)
+        out = codec.decode(data)
+        sizes.append(len(data))
+        psnrs.append(10 * np.log10(255**2 / np.mean((out.astype(float) - clip) ** 2)))
+    assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(a < b for a, b in zip(psnrs, psnrs[1:])), psnrs
