@@ -71,7 +71,6 @@ class FrameCoder:
         hp, wp = height + (-height) % self.align, width + (-width) % self.align
         self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
         self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
-        self.mv_limit = self.model.mv_limit
 
     def frame_type(self) -> FrameType:
         return FrameType.I if self.ref is None or self.index % self.gop == 0 else FrameType.P
@@ -95,10 +94,7 @@ class FrameCoder:
             codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p)
             recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
         codes_np = codes[0].numpy()
-        prev = self.prev_codes
-        decoded = self._finish(recon, codes_np)
-        self.last_prev_codes = prev
-        return ftype, codes_np, mv_np, decoded
+        return ftype, codes_np, mv_np, self._finish(recon, codes_np)
 
     @torch.inference_mode()
     def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
@@ -129,8 +125,8 @@ class StreamEncoder:
         want = (self.coder.height, self.coder.width, 3)
         if frame.shape != want or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 of shape {want}, got {frame.dtype} {frame.shape}")
+        prev = self.coder.prev_codes          # the entropy context: read before analyse moves it on
         ftype, codes, mv, _ = self.coder.analyse(frame)
-        prev = self.coder.last_prev_codes
         chunks = [b"" if mv is None else self.entropy.encode_motion(mv)]
         chunks += self.entropy.encode_codes(int(ftype), codes, prev)
         return self.writer.write(Packet(ftype, tuple(chunks)))
@@ -171,7 +167,7 @@ class StreamDecoder:
             raise BitstreamError("P-frame without a preceding I-frame")
         mv = None
         if ftype == FrameType.P:
-            mv = self.entropy.decode_motion(packet.chunks[0], c.mv_shape, c.mv_limit)
+            mv = self.entropy.decode_motion(packet.chunks[0], c.mv_shape, c.model.mv_limit)
         codes = self.entropy.decode_codes(int(ftype), list(packet.chunks[1:]), c.latent_shape, c.prev_codes)
         return c.synthesise(ftype, codes, mv)
 

@@ -43,8 +43,9 @@ def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], levels: d
     for clip, lv in tqdm(jobs, disable=not progress, desc="statistics"):
         coder = FrameCoder(codec, clip.shape[2], clip.shape[1], lv, gop)
         for frame in clip:
+            prev = coder.prev_codes
             ftype, codes, mv, _ = coder.analyse(frame)
-            ent.accumulate(counts, int(ftype), codes, coder.last_prev_codes, mv)
+            ent.accumulate(counts, int(ftype), codes, prev, mv)
     return counts
 
 
