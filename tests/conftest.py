@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neuralcodec.codec import Codec, Level
-from neuralcodec.export import gather_statistics
+from neuralcodec.training.export import gather_statistics
 from neuralcodec.model import TINY, VideoCodecModel
 
 

@@ -1,4 +1,4 @@
-"""Tests for neuralcodec.data: writers/manifest, synthetic motion rendering and ClipDataset sampling."""
+"""Tests for neuralcodec.training.data: writers/manifest, synthetic motion rendering and ClipDataset sampling."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from neuralcodec.data import ClipDataset
-from neuralcodec.data import prepare as P
-from neuralcodec.data.motion import Motion, fit_motion, render_clip, sample_motion
+from neuralcodec.training.data import ClipDataset
+from neuralcodec.training.data import prepare as P
+from neuralcodec.training.data.motion import Motion, fit_motion, render_clip, sample_motion
 
 CROP, CLIP = 32, 4
 

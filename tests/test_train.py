@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuralcodec.data import prepare as P
-from neuralcodec.losses import AdversarialLoss, distortion
+from neuralcodec.training.data import prepare as P
+from neuralcodec.training.losses import AdversarialLoss, distortion
 from neuralcodec.model import TINY, VideoCodecModel
-from neuralcodec.train import TrainConfig, empirical_bpp, main, psnr
+from neuralcodec.training.train import TrainConfig, empirical_bpp, main, psnr
 
 from conftest import textured_clip
 
@@ -54,7 +54,7 @@ def test_smoke_run_and_resume(data_root, tmp_path):
 def test_ddp_two_cpu_processes(data_root, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "neuralcodec.train", *TINY_ARGS, "--data-root", str(data_root), "--out-dir", str(out),
+           "-m", "neuralcodec.training.train", *TINY_ARGS, "--data-root", str(data_root), "--out-dir", str(out),
            "--steps", "4"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -417,7 +417,7 @@ def prepare(out: str | Path, cache: str | Path | None = None, sources: Iterable[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m neuralcodec.data.prepare", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m neuralcodec.training.data.prepare", description=__doc__)
     ap.add_argument("--out", default="data/", help="data root (default data/)")
     ap.add_argument("--cache", default=None, help="where to download/extract wallpaper .debs (default OUT/.cache)")
     ap.add_argument("--sources", default=",".join(SOURCES), help="comma list of video,photo,procedural")

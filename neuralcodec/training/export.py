@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .codec import Codec, FrameCoder, Level
-from .model import VideoCodecModel
-from .registry import save_model
+from ..codec import Codec, FrameCoder, Level
+from ..model import VideoCodecModel
+from ..registry import save_model
 
 
 def load_checkpoint(path: str | Path) -> VideoCodecModel:
@@ -56,7 +56,7 @@ def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m neuralcodec.export", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.training.export", description=__doc__)
     p.add_argument("checkpoint")
     p.add_argument("-o", "--out", required=True, help="output .safetensors")
     p.add_argument("--name", default="ncodec-base")

@@ -6,7 +6,7 @@ from typing import Any
 __all__ = ["ClipDataset", "Motion", "render_clip", "sample_motion"]
 
 
-def __getattr__(name: str) -> Any:  # lazy, so `python -m neuralcodec.data.prepare` does not pre-import prepare
+def __getattr__(name: str) -> Any:  # lazy, so `python -m neuralcodec.training.data.prepare` does not pre-import prepare
     if name == "ClipDataset":
         from .dataset import ClipDataset
 

@@ -38,7 +38,7 @@ class ClipDataset(Dataset):
         self.video_scale, self.photo_scale = video_scale, photo_scale
         self.object_prob, self.static_prob, self.mode = object_prob, static_prob, mode
         if not (self.root / "manifest.json").exists():
-            raise FileNotFoundError(f"{self.root}/manifest.json not found; run python -m neuralcodec.data.prepare --out {self.root}")
+            raise FileNotFoundError(f"{self.root}/manifest.json not found; run python -m neuralcodec.training.data.prepare --out {self.root}")
         entries = [e for e in load_manifest(self.root) if e["split"] == split]
         self.items: dict[str, list[dict]] = {s: [] for s in SOURCES}
         for e in entries:

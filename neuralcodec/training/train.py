@@ -1,4 +1,4 @@
-"""Training entry point: `python -m neuralcodec.train` (single process, or under torchrun with DDP)."""
+"""Training entry point: `python -m neuralcodec.training.train` (single process, or under torchrun with DDP)."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .losses import AdversarialLoss, distortion
-from .model import ModelConfig, VideoCodecModel
+from ..model import ModelConfig, VideoCodecModel
 
 
 @dataclass
@@ -268,7 +268,7 @@ class Trainer:
 
 
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
-    p = argparse.ArgumentParser(prog="python -m neuralcodec.train", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.training.train", description=__doc__)
     p.add_argument("--resume", help="checkpoint to resume from ('auto' = OUT_DIR/latest.pt if present)")
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
@@ -281,7 +281,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
             if f.type in ("int", "float", "str") and getattr(a, f.name) is not None}
     cfg = dataclasses.replace(cfg, **over)
     if a.model_config == "tiny":
-        from .model import TINY
+        from ..model import TINY
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
         cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
