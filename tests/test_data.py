@@ -199,9 +199,9 @@ def test_bad_inputs(root, tmp_path):
 def test_collect_photos_and_split(tmp_path):
     from PIL import Image
 
-    def img(p, w, h):
+    def img(p, w, h, color=(0, 0, 0)):
         p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (w, h)).save(p)
+        Image.new("RGB", (w, h), color).save(p)
 
     wp = tmp_path / "usr/share/wallpapers/Foo/contents"
     img(wp / "images/100x50.png", 100, 50)
@@ -209,13 +209,18 @@ def test_collect_photos_and_split(tmp_path):
     img(wp / "images_dark/120x60.png", 120, 60)
     img(wp / "screenshot.png", 10, 10)
     bg = tmp_path / "usr/share/backgrounds"
-    img(bg / "gnome/grid-l.webp", 20, 20)
+    img(bg / "gnome/grid-l.webp", 20, 20, (200, 200, 200))
     img(bg / "gnome/grid-d.webp", 20, 20)
+    img(bg / "copy/grid-d.webp", 20, 20)  # byte-identical to gnome/grid-d.webp
+    (bg / "gnome/link.webp").symlink_to(bg / "gnome/grid-l.webp")
+    img(bg / "sway/Sway_Blue_1136x640.png", 30, 20, (0, 0, 255))
+    img(bg / "sway/Sway_Blue_2048x1536_Portrait.png", 20, 30, (0, 0, 254))
     (bg / "x.svg").write_text("<svg/>")
     found = P.collect_photos(tmp_path)
     assert {k: (v[0].name, v[1]) for k, v in found.items()} == {
         "Foo_images": ("200x100.png", "Foo"), "Foo_images_dark": ("120x60.png", "Foo"),
-        "gnome_grid_l": ("grid-l.webp", "grid"), "gnome_grid_d": ("grid-d.webp", "grid")}
+        "gnome_grid_l": ("grid-l.webp", "grid"), "copy_grid_d": ("grid-d.webp", "grid"),
+        "sway_Sway_Blue": ("Sway_Blue_2048x1536_Portrait.png", "Sway_Blue")}
     groups = {f"n{i}": f"g{i // 2}" for i in range(60)}  # 30 groups of 2
     split = P.photo_split(groups)
     assert split == P.photo_split(dict(reversed(list(groups.items()))))  # order-independent

@@ -21,7 +21,8 @@ SPLITS = ("train", "val")
 EVAL_TAIL_FRAMES = 50  # last frames of bikes.mp4: evaluation only, never stored
 VAL_FRACTION = 0.1
 PHOTO_SCALES = (720, 360)  # shorter side in px of the stored photo versions
-WALLPAPER_PACKAGES = ("plasma-workspace-wallpapers", "ukui-wallpapers", "gnome-backgrounds")
+WALLPAPER_PACKAGES = ("plasma-workspace-wallpapers", "ukui-wallpapers", "gnome-backgrounds", "lomiri-wallpapers",
+                      "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "sway-backgrounds")
 PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".jxl")
 PROC_SIZE = (480, 360)
 PROC_FRAMES = 75
@@ -34,6 +35,9 @@ LAVFI_SOURCES = {
     "life": "life=size={w}x{h}:rate={r}:mold=10:ratio=0.3:seed=3:life_color=#ff8040:death_color=#101060",
     "cellauto": "cellauto=size={w}x{h}:rate={r}:rule=110:seed=5",
     "smptehdbars": "smptehdbars=size={w}x{h}:rate={r}",
+    "sierpinski": "sierpinski=size={w}x{h}:rate={r}:seed=11",
+    "zoneplate": "zoneplate=size={w}x{h}:rate={r}:kt2=4:ku=64:kv=64",
+    "cellauto30": "cellauto=size={w}x{h}:rate={r}:rule=30:seed=2",
 }
 
 
@@ -277,53 +281,79 @@ def prepare_procedural(root: Path, done: set[str], log: Callable[[str], None]) -
     return out
 
 
-def download_wallpapers(dest: Path, log: Callable[[str], None]) -> Path:
-    """apt-get download the wallpaper packages into dest and dpkg -x them into dest/x."""
+def download_wallpapers(dest: Path, log: Callable[[str], None],
+                        packages: Iterable[str] = WALLPAPER_PACKAGES) -> Path:
+    """apt-get download each wallpaper package into dest and dpkg -x it into dest/pkgs/PACKAGE.
+
+    A package this Debian does not have is logged and skipped (after one apt-get update); the others are used.
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    x = dest / "x"
-    debs = list(dest.glob("*.deb"))
-    if len(debs) < len(WALLPAPER_PACKAGES):
-        cmd = ["apt-get", "download", *WALLPAPER_PACKAGES]
-        r = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
-        if r.returncode != 0:
-            log("apt-get download failed; running apt-get update and retrying")
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True)
-            r = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"apt-get download failed: {r.stderr.strip().splitlines()[-1:]}")
-        debs = list(dest.glob("*.deb"))
-    if not x.exists():
-        for d in debs:
-            subprocess.run(["dpkg", "-x", str(d), str(x)], check=True, capture_output=True)
-    return x
+    tree = dest / "pkgs"
+    updated = False
+    for pkg in packages:
+        out = tree / pkg
+        if (out / ".extracted").exists():
+            continue
+        debs = sorted(dest.glob(f"{pkg}_*.deb"))
+        if not debs:
+            r = subprocess.run(["apt-get", "download", pkg], cwd=dest, capture_output=True, text=True)
+            if r.returncode != 0 and not updated:
+                log(f"apt-get download {pkg} failed; running apt-get update and retrying")
+                subprocess.run(["apt-get", "update"], capture_output=True, text=True)
+                updated = True
+                r = subprocess.run(["apt-get", "download", pkg], cwd=dest, capture_output=True, text=True)
+            debs = sorted(dest.glob(f"{pkg}_*.deb"))
+            if r.returncode != 0 or not debs:
+                log(f"skip wallpaper package {pkg}: not available here ({r.stderr.strip().splitlines()[-1:]})")
+                continue
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], check=True, capture_output=True)
+        (out / ".extracted").touch()
+    if not tree.exists():
+        raise RuntimeError("no wallpaper package could be downloaded")
+    return tree
 
 
 def collect_photos(tree: Path) -> dict[str, tuple[Path, str]]:
     """name -> (file, group) for the photos in an extracted wallpaper tree.
 
-    Plasma wallpapers ship one image in several resolutions: keep only the largest per images*/ folder; skip
-    screenshots and SVGs. `group` ties variants of one picture (light/dark) together for the split.
+    One picture shipped in several resolutions counts once: Plasma's images*/WxH files and files named
+    NAME_WxH[_Portrait] keep only the largest. Screenshots, SVGs, symlinks and byte-identical copies are skipped.
+    `group` ties variants of one picture (light/dark, portrait) together for the split.
     """
     found: dict[str, tuple[Path, str]] = {}
-    best: dict[str, tuple[int, Path]] = {}
+    best: dict[str, tuple[int, Path, str]] = {}
     for p in sorted(tree.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in PHOTO_EXTS or p.stem == "screenshot":
+        if p.is_symlink() or not p.is_file() or p.suffix.lower() not in PHOTO_EXTS or p.stem == "screenshot":
             continue
         parts = p.parts
         if "contents" in parts and p.parent.name.startswith("images"):
             wp = parts[parts.index("contents") - 1]
             m = re.fullmatch(r"(\d+)x(\d+)", p.stem)
             area = int(m[1]) * int(m[2]) if m else 0
-            key = f"{wp}_{p.parent.name}"
+            key = re.sub(r"[^A-Za-z0-9]+", "_", f"{wp}_{p.parent.name}")
             if key not in best or area > best[key][0]:
-                best[key] = (area, p)
+                best[key] = (area, p, wp)
+            continue
+        stem = re.sub(r"[^A-Za-z0-9]+", "_", p.stem)
+        m = re.fullmatch(r"(.+?)_(\d+)x(\d+)(_Portrait)?", stem)
+        if m:  # sway: NAME_WxH[_Portrait]
+            key = f"{p.parent.name}_{m[1]}"
+            area = int(m[2]) * int(m[3])
+            if key not in best or area > best[key][0]:
+                best[key] = (area, p, m[1])
+            continue
+        group = re.sub(r"_[ld]$", "", stem)  # gnome foo-l / foo-d
+        found[f"{p.parent.name}_{stem}"] = (p, group)
+    for key, (_, p, group) in best.items():
+        found[key] = (p, group)
+    seen: dict[str, str] = {}
+    for name in sorted(found):  # byte-identical files (the same picture in two packages) count once
+        digest = hashlib.sha1(found[name][0].read_bytes()).hexdigest()
+        if digest in seen:
+            del found[name]
         else:
-            stem = re.sub(r"[^A-Za-z0-9]+", "_", p.stem)
-            group = re.sub(r"_[ld]$", "", stem)  # gnome foo-l / foo-d
-            found[f"{p.parent.name}_{stem}"] = (p, group)
-    for key, (_, p) in best.items():
-        wp = key.split("_images")[0]
-        found[re.sub(r"[^A-Za-z0-9]+", "_", key)] = (p, wp)
+            seen[digest] = name
     return found
 
 
