@@ -1,9 +1,9 @@
-"""Training data: preparation (prepare.py), synthetic camera motion (motion.py) and the ClipDataset."""
+"""Training data: preparation (prepare.py), synthetic camera motion (motion.py), ClipDataset and PackDataset."""
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ClipDataset", "Motion", "render_clip", "sample_motion"]
+__all__ = ["ClipDataset", "Motion", "PackDataset", "render_clip", "sample_motion"]
 
 
 def __getattr__(name: str) -> Any:  # lazy, so `python -m neuralcodec.training.data.prepare` does not pre-import prepare
@@ -11,6 +11,10 @@ def __getattr__(name: str) -> Any:  # lazy, so `python -m neuralcodec.training.d
         from .dataset import ClipDataset
 
         return ClipDataset
+    if name == "PackDataset":
+        from .pack_dataset import PackDataset
+
+        return PackDataset
     if name in ("Motion", "render_clip", "sample_motion"):
         from . import motion
 

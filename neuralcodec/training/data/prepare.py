@@ -307,7 +307,11 @@ def download_wallpapers(dest: Path, log: Callable[[str], None],
                 log(f"skip wallpaper package {pkg}: not available here ({r.stderr.strip().splitlines()[-1:]})")
                 continue
         shutil.rmtree(out, ignore_errors=True)
-        subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], check=True, capture_output=True)
+        out.mkdir(parents=True)  # dpkg -x creates the last folder only
+        r = subprocess.run(["dpkg", "-x", str(debs[-1]), str(out)], capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"skip wallpaper package {pkg}: dpkg -x failed ({r.stderr.strip().splitlines()[-1:]})")
+            continue
         (out / ".extracted").touch()
     if not tree.exists():
         raise RuntimeError("no wallpaper package could be downloaded")
