@@ -17,6 +17,21 @@ from .prepare import SOURCES, SPLITS, load_manifest
 DEFAULT_WEIGHTS = {"video": 0.4, "photo": 0.5, "procedural": 0.1}
 
 
+def source_probs(weights: dict[str, float] | None, items: dict[str, list], who: str) -> tuple[list[str], np.ndarray]:
+    """(sources with data and weight > 0, their probabilities); warns about weighted sources without data."""
+    weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    if set(weights) - set(SOURCES) or any(w < 0 for w in weights.values()):
+        raise ValueError(f"weights must map {SOURCES} to non-negative numbers, got {weights}")
+    missing = [s for s, w in weights.items() if w > 0 and not items[s]]
+    if missing:
+        warnings.warn(f"{who}: no usable {missing} data; sampling the other sources")
+    sources = [s for s in SOURCES if weights.get(s, 0) > 0 and items[s]]
+    if not sources:
+        raise ValueError(f"{who}: no usable data with weights {weights}")
+    p = np.array([weights[s] for s in sources], float)
+    return sources, p / p.sum()
+
+
 class ClipDataset(Dataset):
     """Random clips of `clip_len` consecutive frames, (clip_len,3,crop,crop) float32 in [0,1].
 
@@ -44,18 +59,7 @@ class ClipDataset(Dataset):
         for e in entries:
             if e["source"] == "photo" or self._windows(e, 1):
                 self.items[e["source"]].append(e)
-        weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-        unknown = set(weights) - set(SOURCES)
-        if unknown or any(w < 0 for w in weights.values()):
-            raise ValueError(f"weights must map {SOURCES} to non-negative numbers, got {weights}")
-        missing = [s for s, w in weights.items() if w > 0 and not self.items[s]]
-        if missing:
-            warnings.warn(f"ClipDataset({split}): no usable {missing} data in {self.root}; sampling the other sources")
-        self.sources = [s for s in SOURCES if weights.get(s, 0) > 0 and self.items[s]]
-        if not self.sources:
-            raise ValueError(f"ClipDataset: no usable data for split {split!r} in {self.root} with weights {weights}")
-        p = np.array([weights[s] for s in self.sources], float)
-        self.probs = p / p.sum()
+        self.sources, self.probs = source_probs(weights, self.items, f"ClipDataset({split}) in {self.root}")
         self._pid: int | None = None
         self._arrays: dict[str, np.ndarray] = {}
 

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dataset import source_probs
 from .motion import Motion, _extent, fit_motion, frame_affines
 from .prepare import SOURCES, SPLITS
-
-DEFAULT_WEIGHTS = {"video": 0.4, "photo": 0.5, "procedural": 0.1}
 _MARGIN = 3  # source px kept between a photo view and the edge of the region that is resampled
 _NU = 24  # uniforms drawn per sample
 
@@ -37,9 +35,6 @@ class PackDataset:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if clip_len < 1 or crop < 8 or max_scale < 1:
             raise ValueError(f"need clip_len >= 1, crop >= 8, max_scale >= 1 (got {clip_len}, {crop}, {max_scale})")
-        weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-        if set(weights) - set(SOURCES) or any(w < 0 for w in weights.values()):
-            raise ValueError(f"weights must map {SOURCES} to non-negative numbers, got {weights}")
         self.path, self.split, self.clip_len, self.crop = Path(path), split, int(clip_len), int(crop)
         self.device, self.max_scale = torch.device(device), float(max_scale)
         self.stride2_prob, self.static_prob = stride2_prob, static_prob
@@ -58,14 +53,8 @@ class PackDataset:
             if len(starts[0]):
                 t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
                 self.items[it["source"]].append((it["name"], t.to(self.device), starts))
-        missing = [s for s, w in weights.items() if w > 0 and not self.items[s]]
-        if missing:
-            warnings.warn(f"PackDataset({split}): no usable {missing} in {self.path}; sampling the other sources")
-        self.sources = [s for s in SOURCES if weights.get(s, 0) > 0 and self.items[s]]
-        if not self.sources:
-            raise ValueError(f"PackDataset: no usable data for split {split!r} in {self.path} with weights {weights}")
-        p = np.array([weights[s] for s in self.sources], float)
-        self.cum_probs = np.cumsum(p / p.sum())
+        self.sources, probs = source_probs(weights, self.items, f"PackDataset({split}) of {self.path}")
+        self.cum_probs = np.cumsum(probs)
         self._fixed: dict[tuple[int, int], torch.Tensor] = {}
 
     def _starts(self, segments: list[list[int]], stride: int) -> np.ndarray:
@@ -111,8 +100,8 @@ class PackDataset:
         R = min(H, W, int(round(C * math.exp(u[4] * math.log(max(fmax, 1.0))))))
         y, x = int(u[5] * (H - R + 1)), int(u[6] * (W - R + 1))
         clip = frames[t0:t0 + (L - 1) * stride + 1:stride, :, y:y + R, x:x + R].float().div_(255.0)
-        if R != C:
-            clip = F.interpolate(clip, size=(C, C), mode="area")
+        if R != C:  # as one image of L*3 channels: the area kernel runs about twice as fast than on L images
+            clip = F.interpolate(clip.reshape(1, -1, R, R), size=(C, C), mode="area").view(-1, 3, C, C)
         if reverse and u[7] < 0.5:
             clip = clip.flip(0)
         return clip
