@@ -166,8 +166,9 @@ class PackDataset:
         blur = np.flatnonzero(u[:, 22] < self.blur_prob)
         if len(blur):
             x = out[blur].flatten(0, 2)[:, None]  # (n*L*3, 1, C, C)
-            k = torch.tensor([0.25, 0.5, 0.25], device=out.device)
-            y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), (k[:, None] * k[None, :])[None, None])
+            y = F.pad(x, (1, 1, 1, 1), mode="replicate")  # separable [1 2 1]/4 (a conv2d here is ~10x slower on CPU)
+            y = 0.25 * (y[..., :-2] + y[..., 2:]) + 0.5 * y[..., 1:-1]
+            y = 0.25 * (y[..., :-2, :] + y[..., 2:, :]) + 0.5 * y[..., 1:-1, :]
             a = torch.from_numpy(0.3 + 0.7 * ((u[blur, 22] / self.blur_prob) % 1.0)).float().to(out.device)
             out[blur] = torch.lerp(x, y, a.repeat_interleave(x.shape[0] // len(blur))[:, None, None, None]).view_as(out[blur])
         noisy = np.flatnonzero(u[:, 23] < self.noise_prob)
