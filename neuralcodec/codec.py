@@ -6,18 +6,17 @@ import hashlib
 import io
 import os
 import shutil
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from bitstream import BitstreamError, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
+from bitstream import Packet, StreamHeader, StreamReader, StreamWriter
 
-from .model import VideoCodecModel, to_levels
+from .coding import FrameCoder
+from .model import VideoCodecModel
 
 
 class ModelError(ValueError):
@@ -27,109 +26,28 @@ class ModelError(ValueError):
 DEFAULT_GOP = 32
 
 
-@dataclass(frozen=True)
-class Level:
-    """What the encoder does at one quality level; the decoder needs none of it (stages = chunks per packet)."""
-
-    stages: int            # residual VQ stages sent
-    lam_i: float = 0.0     # rate-distortion thresholds (latent energy, see ResidualVQ.encode) for I and P frames
-    lam_p: float = 0.0
-
-
-def default_levels(num_stages: int) -> dict[int, Level]:
-    return {n: Level(n) for n in range(1, num_stages + 1)}
-
-
-def _pad(x: torch.Tensor, align: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % align, (-w) % align
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x
-
-
-def _to_tensor(frame: np.ndarray, align: int) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255)
-    return _pad(t, align).contiguous(memory_format=torch.channels_last)
-
-
-def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
-    return (to_levels(x[0, :, :h, :w]) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-class FrameCoder:
-    """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes."""
-
-    def __init__(self, codec: "Codec", width: int, height: int, level: Level, gop: int):
-        self.codec, self.model = codec, codec.model
-        self.width, self.height, self.level, self.gop = width, height, level, gop
-        self.index = 0
-        self.ref: torch.Tensor | None = None
-        self.prev_codes: np.ndarray | None = None
-        cfg = self.model.cfg
-        self.align = cfg.align
-        hp, wp = height + (-height) % self.align, width + (-width) % self.align
-        self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
-        self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
-
-    def frame_type(self) -> FrameType:
-        return FrameType.I if self.ref is None or self.index % self.gop == 0 else FrameType.P
-
-    def _finish(self, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
-        frame = _to_uint8(recon, self.height, self.width)
-        self.ref = _to_tensor(frame, self.align)
-        self.prev_codes = codes
-        self.index += 1
-        return frame
-
-    @torch.inference_mode()
-    def analyse(self, frame: np.ndarray) -> tuple[FrameType, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Encode one frame to integers: (type, codes (n, h, w), motion (2, bh, bw) or None, decoded frame)."""
-        x = _to_tensor(frame, self.align)
-        ftype = self.frame_type()
-        if ftype == FrameType.I:
-            codes = self.model.encode_intra(x, self.level.stages, self.level.lam_i)
-            recon, mv_np = self.model.decode_intra(codes), None
-        else:
-            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p)
-            recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
-        codes_np = codes[0].numpy()
-        return ftype, codes_np, mv_np, self._finish(recon, codes_np)
-
-    @torch.inference_mode()
-    def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
-        """Decode one frame from its integers."""
-        c = torch.from_numpy(codes)[None]
-        if ftype == FrameType.I:
-            recon = self.model.decode_intra(c)
-        else:
-            recon = self.model.decode_inter(c, torch.from_numpy(mv)[None], self.ref)
-        return self._finish(recon, codes)
-
-
 class StreamEncoder:
     """Writes frames one at a time into an .ncv stream on a binary file object."""
 
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
                  quality: int, gop: int, frame_count: int = 0):
-        self.coder = FrameCoder(codec, width, height, codec.levels[quality], gop)
+        self.coder = FrameCoder(codec.model, width, height, gop)
+        self.quality = quality
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
         self.writer = StreamWriter(fileobj, header)
-        self.entropy = codec.model.entropy
-        self.entropy.tables()  # fail early if the model has no frozen tables
 
-    def write(self, frame: np.ndarray) -> int:
-        """Code one (H, W, 3) uint8 frame; returns the bytes written for it."""
+    def write(self, frame: np.ndarray, quality: int | None = None) -> int:
+        """Code one (H, W, 3) uint8 frame (at the stream's quality unless given); returns its bytes."""
         frame = np.asarray(frame)
         want = (self.coder.height, self.coder.width, 3)
         if frame.shape != want or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 of shape {want}, got {frame.dtype} {frame.shape}")
-        prev = self.coder.prev_codes          # the entropy context: read before analyse moves it on
-        ftype, codes, mv, _ = self.coder.analyse(frame)
-        chunks = [b"" if mv is None else self.entropy.encode_motion(mv)]
-        chunks += self.entropy.encode_codes(int(ftype), codes, prev)
-        return self.writer.write(Packet(ftype, tuple(chunks)))
+        q = self.quality if quality is None else quality
+        if not 1 <= q <= self.coder.cfg.num_qualities:
+            raise ValueError(f"quality must be in 1..{self.coder.cfg.num_qualities}, got {q}")
+        packet, _ = self.coder.encode(frame, q - 1)
+        return self.writer.write(packet)
 
     def close(self) -> None:
         self.writer.close()
@@ -150,45 +68,31 @@ class StreamDecoder:
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
-        self.coder = FrameCoder(codec, h.width, h.height, Level(codec.model.cfg.num_stages), max(1, h.gop))
-        self.entropy = codec.model.entropy
+        self.coder = FrameCoder(codec.model, h.width, h.height, max(1, h.gop))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for packet in self.reader:
             yield self.decode_packet(packet)
 
     def decode_packet(self, packet: Packet) -> np.ndarray:
-        c = self.coder
-        stages = len(packet.chunks) - 1
-        if not 1 <= stages <= self.coder.model.cfg.num_stages:
-            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected 2..{1 + c.model.cfg.num_stages}")
-        ftype = FrameType(packet.frame_type)
-        if ftype == FrameType.P and c.ref is None:
-            raise BitstreamError("P-frame without a preceding I-frame")
-        mv = None
-        if ftype == FrameType.P:
-            mv = self.entropy.decode_motion(packet.chunks[0], c.mv_shape, c.model.mv_limit)
-        codes = self.entropy.decode_codes(int(ftype), list(packet.chunks[1:]), c.latent_shape, c.prev_codes)
-        return c.synthesise(ftype, codes, mv)
+        return self.coder.decode(packet)
 
 
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None):
+    def __init__(self, model: VideoCodecModel, name: str, sha256: str, card: dict | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
-        self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
-        if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
-            raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
-        self.qualities = tuple(self.levels)
-        self.default_quality = self.qualities[len(self.qualities) // 2]
+        self.card = dict(card or {})
+        self.qualities = tuple(range(1, model.cfg.num_qualities + 1))
+        self.default_quality = int(self.card.get("default_quality", self.qualities[len(self.qualities) // 2]))
         self.default_gop = DEFAULT_GOP
 
     def __repr__(self) -> str:
-        return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"
+        return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities=1..{len(self.qualities)})"
 
     def check_stream(self, header: StreamHeader) -> None:
         if header.model_name != self.name or header.model_hash != self.model_hash:
@@ -198,7 +102,7 @@ class Codec:
     def _quality(self, quality: int | None) -> int:
         q = self.default_quality if quality is None else quality
         if q not in self.qualities:
-            raise ValueError(f"quality must be one of {self.qualities}, got {quality}")
+            raise ValueError(f"quality must be one of 1..{len(self.qualities)}, got {quality}")
         return int(q)
 
     def _gop(self, gop: int | None) -> int:

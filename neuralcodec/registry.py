@@ -10,11 +10,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .codec import Codec, Level, ModelError, default_levels, file_sha256
+from .codec import Codec, ModelError, file_sha256
 from .model import ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
-FORMAT = "ncodec-model-1"
+FORMAT = "ncodec-model-2"
+MAX_CARD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,49 +36,93 @@ REGISTRY: dict[str, ModelEntry] = {
 DEFAULT_MODEL = "ncodec-base"
 
 
-def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True,
-               levels: dict[int, Level] | None = None) -> str:
-    """Write weights (fp16 floats), buffers, config and quality table to a safetensors file; returns its sha256."""
-    if not model.entropy.exported:
-        raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
+def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, card: dict | None = None,
+               half: bool = True) -> str:
+    """Write weights (fp16 floats; the integer network and gains in fp32), tables, config and model card
+    (training history, measured figures) to a safetensors file; returns its sha256."""
+    if model.cdf.numel() == 0:
+        raise ModelError("model has no frozen entropy tables; export it first")
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if half and v.is_floating_point() and not k.endswith(".embed"):
+        if half and v.is_floating_point() and not _keep_fp32(k):
             v = v.half()
         tensors[k] = v
-    levels = levels or default_levels(model.cfg.num_stages)
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
-            "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
+            "card": json.dumps(card or {}, sort_keys=True)}
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return file_sha256(path)
 
 
-def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None]:
-    """Build the model a safetensors file describes; returns (model, name, quality table)."""
+def _keep_fp32(key: str) -> bool:
+    """The integer hyper-synthesis's weights (rounded to 2^-8 at use: fp16 keeps them), priors and gains stay fp32."""
+    return "hyper_s" in key or "zprior" in key or "gain" in key
+
+
+def round_like_saved(model: VideoCodecModel) -> None:
+    """Round weights as save_model stores them, so what export measures is what ships."""
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point() and not _keep_fp32(k):
+                v.copy_(v.half().float())
+
+
+def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict]:
+    """Build the model a safetensors file describes; returns (model, name, card). ModelError on any defect.
+
+    The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor
+    is built, and every tensor must match the built model's shapes and dtypes exactly.
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
-                raise ModelError(f"{path}: not an ncodec model file (format {meta.get('format')!r})")
-            cfg = ModelConfig.from_json(meta["config"])
-            levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
-                       for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
-            state = {k: f.get_tensor(k) for k in f.keys()}
+                fmt = str(meta.get("format"))[:40]
+                raise ModelError(f"{path}: not an ncodec model file of this version (format {fmt!r})")
+            for key in ("name", "config", "card"):
+                if not isinstance(meta.get(key), str) or len(meta[key]) > MAX_CARD_BYTES:
+                    raise ModelError(f"{path}: model file lacks a valid {key!r} entry")
+            try:
+                cfg = ModelConfig.from_json(meta["config"])
+                card = json.loads(meta["card"])
+            except ValueError as e:
+                raise ModelError(f"{path}: bad model config: {e}") from None
+            if not isinstance(card, dict):
+                raise ModelError(f"{path}: model card must be a JSON object")
+            model = VideoCodecModel(cfg)
+            ref = model.state_dict()
+            keys = set(f.keys())
+            if keys != set(ref):
+                missing, extra = sorted(set(ref) - keys)[:3], sorted(keys - set(ref))[:3]
+                raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {extra})")
+            state = {}
+            for k in ref:
+                sl = f.get_slice(k)
+                shape = tuple(sl.get_shape())
+                if k != "cdf" and shape != tuple(ref[k].shape):
+                    raise ModelError(f"{path}: tensor {k} has shape {shape}, the config needs {tuple(ref[k].shape)}")
+                if k == "cdf" and (len(shape) != 2 or shape[0] * shape[1] > 1 << 24):
+                    raise ModelError(f"{path}: bad CDF table shape {shape}")
+                t = f.get_tensor(k)
+                state[k] = t.to(ref[k].dtype) if ref[k].is_floating_point() and t.is_floating_point() else t
     except ModelError:
         raise
     except Exception as e:  # safetensors raises several types for a bad file
-        raise ModelError(f"{path}: cannot read model file ({e})") from None
-    model = VideoCodecModel(cfg)
-    ref = model.state_dict()
-    state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
+        raise ModelError(f"{path}: cannot read model file ({type(e).__name__}: {str(e)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
-    return model.eval(), meta["name"], levels
+        raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
+    if state["cdf"].dtype != torch.int32:
+        raise ModelError(f"{path}: CDF tables must be int32")
+    try:
+        from .coding import coder_tables
+        coder_tables(model)
+    except ValueError as e:
+        raise ModelError(f"{path}: bad entropy tables ({e})") from None
+    return model.eval(), meta["name"], card
 
 
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
@@ -97,8 +142,8 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
     torch.set_flush_denormal(True)
-    model, name, levels = read_model(path)
-    return Codec(model, name, digest, levels)
+    model, name, card = read_model(path)
+    return Codec(model, name, digest, card)
 
 
 def load_codec_for_stream(src) -> Codec:
@@ -119,7 +164,17 @@ def load_codec_for_stream(src) -> Codec:
     return codec
 
 
-def model_info(path: str | os.PathLike) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return {"name": meta.get("name"), "config": json.loads(meta.get("config", "{}"))}
+def list_models() -> list[dict]:
+    """The shipped models' cards (name, version, parameters, decoder MAC per pixel, training history)."""
+    out = []
+    for name, entry in REGISTRY.items():
+        path = MODELS_DIR / entry.filename
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            card = json.loads(meta.get("card", "{}"))
+        except Exception:
+            card = {}
+        out.append({"name": name, "default": name == DEFAULT_MODEL, "file": entry.filename,
+                    "sha256": entry.sha256, **card})
+    return out
