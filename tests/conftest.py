@@ -1,12 +1,11 @@
-"""Shared fixtures: a tiny codec with initialised codebooks and frozen tables, and small test clips."""
+"""Shared fixtures: a tiny exported codec (random weights, frozen tables) and small test clips."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from neuralcodec.codec import Codec, Level
-from neuralcodec.training.export import gather_statistics
+from neuralcodec.codec import Codec
 from neuralcodec.model import TINY, VideoCodecModel
 
 
@@ -21,16 +20,16 @@ def textured_clip(t: int, h: int, w: int, pan: int = 0, seed: int = 0) -> np.nda
 
 
 def make_tiny_model(seed: int = 0) -> VideoCodecModel:
+    """TINY with random weights and frozen tables (export's statistics pass on a small panning clip)."""
+    from neuralcodec.training.export import export_model
     torch.manual_seed(seed)
     model = VideoCodecModel(TINY).eval()
-    clip = torch.from_numpy(textured_clip(3, 32, 48, pan=1, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
-    with torch.no_grad():
-        out = model(clip, bypass_vq=True)
-        g = torch.Generator().manual_seed(seed)
-        model.i_vq.init_kmeans(out.latents[0], generator=g)
-        model.p_vq.init_kmeans(torch.cat(out.latents[1:]), generator=g)
-    counts = gather_statistics(model, [textured_clip(4, 32, 48, pan=1, seed=seed + 1)], progress=False)
-    model.entropy.update(counts)
+    clip = torch.from_numpy(textured_clip(3, 32, 48, pan=2, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
+    from neuralcodec.coding import build_tables
+    from neuralcodec.training.export import motion_statistics
+    from neuralcodec.registry import round_like_saved
+    round_like_saved(model)
+    build_tables(model, motion_statistics(model, clip))
     return model
 
 
@@ -39,10 +38,6 @@ def tiny_model() -> VideoCodecModel:
     return make_tiny_model()
 
 
-# stages grow and the encoder's rate-distortion thresholds shrink with the level, as in a shipped table
-TINY_LEVELS = {1: Level(1, 0.0, 0.2), 2: Level(2, 0.01, 0.05), 3: Level(3, 0.0, 0.0)}
-
-
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model) -> Codec:
-    return Codec(tiny_model, "tiny-test", "ab" * 32, TINY_LEVELS)
+    return Codec(tiny_model, "tiny-test", "ab" * 32)
