@@ -316,7 +316,8 @@ class DecodeLimits:
         samples = frames * header.width * header.height * SAMPLES_PER_PIXEL
         if samples > self.max_samples:
             raise BudgetExceededError(
-                f"{frames:,} frames of {header.width}x{header.height} ({samples:,} samples) exceed the decoder "
+                f"{frames:,} frame{'s' * (frames != 1)} of {header.width}x{header.height} ({samples:,} samples) "
+                f"exceed{'s' * (frames == 1)} the decoder "
                 f"limit of {self.max_samples:,} decoded samples (raise max_samples / --max-samples to decode it)")
 
 
