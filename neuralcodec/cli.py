@@ -450,8 +450,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if args.json:  # one JSON object, written as it is read: the frames first, the totals after them
             head = json.dumps(scan.header_fields())
             sys.stdout.write(head[:-1] + ', "frames": [')
-            for i, frame in enumerate(scan):
-                sys.stdout.write((", " if i else "") + json.dumps(frame))
+            for f in scan:  # (formatted by hand: json.dumps per frame would double the time of a long stream)
+                sys.stdout.write(f'{", " if f["index"] else ""}{{"index": {f["index"]}, "type": "{f["type"]}", '
+                                 f'"bytes": {f["bytes"]}, "chunks": [{", ".join(map(str, f["chunks"]))}]}}')
             sys.stdout.write("], " + json.dumps(scan.summary())[1:] + "\n")
             return 0
         info = scan.header_fields()
