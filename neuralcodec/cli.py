@@ -183,6 +183,11 @@ def _binary_stdout():
     return sys.stdout.buffer
 
 
+def _check_stdin() -> None:
+    if sys.stdin.isatty():
+        raise CliError("standard input is a terminal: pipe or redirect the input into ncodec")
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     """A summary line: on stdout, or on stderr when stdout carries the data."""
     if not args.quiet:
@@ -256,6 +261,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         args.parser.error(f"OUTPUT must be an .ncv file, got {args.output!r}")
     if not to_stdout:
         check_output(target, args.force)
+    if args.input == "-":
+        _check_stdin()
     info, frames = open_video(args.input)
     codec = neuralcodec.load_codec(args.model) if args.model else neuralcodec.load_codec()
     quality = codec.default_quality if args.quality is None else args.quality
@@ -297,6 +304,7 @@ def _open_ncv(path: str):
     """Open an .ncv input for reading (``-``: standard input), with a one-line error if it is missing or not a
     file."""
     if path == "-":
+        _check_stdin()
         return nullcontext(sys.stdin.buffer)  # read, never closed
     p = Path(path)
     if not p.exists():
@@ -491,7 +499,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
-    run_demo(out)
+    run_demo(out, log=lambda text: print(printable(text)))  # the model's name comes from its file
     return 0
 
 

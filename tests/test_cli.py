@@ -601,6 +601,12 @@ def test_pipes_in_process(tmp_path, stream):
     assert code == 1 and out == b"" and "terminal" in err
     code, out, err = cli_bytes("encode", "-", "-o", "-", stdin=b"")
     assert code == 1 and out == b"" and err.startswith("ncodec: error: ")
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as patch:
+        patch.setattr(_Std, "isatty", lambda self: True)  # stdin and stdout both terminals
+        for args in (["encode", "-", "-o", tmp_path / "x.ncv"], ["decode", "-", "-o", tmp_path / "x.mkv"]):
+            code, out, err = cli_bytes(*args, stdin=ncv)
+            assert code == 1 and "standard input is a terminal" in err, err
     code, out, err = cli_bytes("decode", "-", "-o", tmp_path / "x.mkv", stdin=ncv[:-3])
     assert code == 1 and "standard input" in err and not (tmp_path / "x.mkv").exists()
 
