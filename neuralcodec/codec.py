@@ -270,8 +270,9 @@ class Codec:
         A stream without frames is an error (nothing is written); ``force`` and the budget as in encode_file and
         stream_decoder.
         """
-        from .io import atomic_output, open_writer, output_kind
+        from .io import atomic_output, check_output, open_writer, output_kind
         kind = output_kind(dst)
+        check_output(dst, force)  # before any decoding; atomic_output checks again
         with open(src, "rb") as f:
             dec = self.stream_decoder(f, limits, max_pixels)
             h = dec.header
