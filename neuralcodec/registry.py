@@ -50,9 +50,9 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, card:
         tensors[k] = v
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
             "card": json.dumps(card or {}, sort_keys=True)}
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from .io import atomic_output
+    with atomic_output(path, force=True) as tmp:  # replaces an older model file, never a folder or device
+        save_file(tensors, str(tmp), metadata=meta)
     return file_sha256(path)
 
 

@@ -144,10 +144,10 @@ class Trainer:
                  "history": json.dumps(self.history), "curve": json.dumps(self.curve),
                  "model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                  "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
+        from ..io import atomic_output
         path = self.out / "latest.pt"
-        tmp = self.out / f".latest.{os.getpid()}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_output(path, force=True) as tmp:   # replaces our previous checkpoint, nothing else
+            torch.save(state, tmp)
         return path
 
     def load(self, path: str | Path) -> None:
