@@ -87,7 +87,7 @@ def _pixel_count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `ncodec` (subcommands encode, decode, info, demo)."""
+    """The argument parser of `ncodec` (subcommands encode, decode, info, models, demo)."""
     parser = argparse.ArgumentParser(
         prog="ncodec", description="ncodec: a learned video codec (.ncv streams).", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("input", metavar="INPUT.ncv")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info, parser=info)
+
+    models = sub.add_parser("models", help="list the shipped models",
+                            description="List the shipped models: name, version, parameters, decoder MACs per "
+                                        "pixel, training steps and hours.")
+    models.add_argument("--json", action="store_true", help="print a JSON list")
+    models.set_defaults(func=_cmd_models, parser=models)
 
     demo = sub.add_parser("demo", help="encode the built-in sample clip and compare with x264",
                           description="Encode the built-in sample clip at the default quality, compare with x264 "
@@ -417,8 +423,9 @@ class StreamScan:
             self.frames += 1
             self.i_frames += packet.frame_type.name == "I"
             self.total = reader.position
-            yield {"index": self.frames - 1, "type": packet.frame_type.name, "bytes": reader.position - before,
-                   "chunks": [len(c) for c in packet.chunks]}
+            q = packet.chunks[0][0] + 1 if packet.chunks and len(packet.chunks[0]) == 1 else None
+            yield {"index": self.frames - 1, "type": packet.frame_type.name, "quality": q,
+                   "bytes": reader.position - before, "chunks": [len(c) for c in packet.chunks]}
 
     def header_fields(self) -> dict:
         h = self.header
@@ -459,8 +466,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             head = json.dumps(scan.header_fields())
             sys.stdout.write(head[:-1] + ', "frames": [')
             for f in scan:  # (formatted by hand: json.dumps per frame would double the time of a long stream)
+                q = "null" if f["quality"] is None else f["quality"]
                 sys.stdout.write(f'{", " if f["index"] else ""}{{"index": {f["index"]}, "type": "{f["type"]}", '
-                                 f'"bytes": {f["bytes"]}, "chunks": [{", ".join(map(str, f["chunks"]))}]}}')
+                                 f'"quality": {q}, "bytes": {f["bytes"]}, '
+                                 f'"chunks": [{", ".join(map(str, f["chunks"]))}]}}')
             sys.stdout.write("], " + json.dumps(scan.summary())[1:] + "\n")
             return 0
         info = scan.header_fields()
@@ -475,9 +484,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for name, value in rows:
             print(printable(f"{name:<11} {value}"))
         print()
-        print(f"{'frame':>6}  type  {'bytes':>9}")
+        print(f"{'frame':>6}  type  quality  {'bytes':>9}")
         for frame in scan:
-            print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['bytes']:>9,}")
+            q = "-" if frame["quality"] is None else frame["quality"]
+            print(f"{frame['index']:>6}  {frame['type']:<4}  {q:>7}  {frame['bytes']:>9,}")
         info = {**info, **scan.summary()}
     count = info["frame_count"]
     frames_text = f"{count}" + (f" (header says {info['header_frame_count']})"
@@ -490,6 +500,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("bitrate", f"{info['kbit_per_s']:.2f} kbit/s, {info['bits_per_pixel']:.4f} bits/pixel"),
     ]:
         print(f"{name:<11} {value}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from neuralcodec.registry import list_models
+
+    cards = list_models()
+    if args.json:
+        print(json.dumps(cards, indent=1, sort_keys=True))
+        return 0
+    for c in cards:
+        t = c.get("training", {})
+        macs = c.get("decoder_macs_per_pixel", {})
+        line = (f"{c['name']}{' (default)' if c.get('default') else ''}: version {c.get('version', '?')}, "
+                f"{c.get('parameters', 0) / 1e6:.2f} M parameters, decoder {macs.get('p_frame', 0) / 1000:.1f} "
+                f"kMAC/pixel (P), {t.get('steps', 0):,} training steps, {t.get('cpu_hours', 0):.2f} CPU hours, "
+                f"{t.get('gpu_hours', 0):.2f} GPU hours")
+        print(printable(line))
     return 0
 
 

@@ -29,7 +29,7 @@ def distortion(x: torch.Tensor, xhat: torch.Tensor, w_msssim: float) -> tuple[to
     mse = (x - xhat).pow(2).mean((1, 2, 3))
     ms = msssim(xhat, x, per_image=True) if w_msssim > 0 else torch.ones_like(mse)
     d = mse + w_msssim * (1 - ms)
-    return d, {"mse": float(mse.mean()), "msssim": float(ms.mean())}
+    return d, {"mse": float(mse.detach().mean()), "msssim": float(ms.detach().mean())}
 
 
 class PatchDiscriminator(nn.Module):

@@ -11,14 +11,12 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..model import ModelConfig, TINY, VideoCodecModel
