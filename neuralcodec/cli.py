@@ -20,6 +20,7 @@ EXAMPLES = """\
 examples:
   ncodec encode clip.mp4 -o clip.ncv                 encode at the default quality
   ncodec encode clip.y4m -o clip.ncv --quality 5 --gop 32
+  ncodec encode clip.mp4 -o clip.ncv --bitrate 300k --preset slow     rate control, slower better encoder
   ncodec encode frames/ -o clip.ncv                  a folder of PNG frames (30 fps)
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate
@@ -75,6 +76,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _bitrate(text: str) -> int:
+    from neuralcodec.ratecontrol import parse_bitrate
+
+    try:
+        return parse_bitrate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _pixel_count(text: str) -> int:
     """A positive pixel count: an integer, or WIDTHxHEIGHT."""
     try:
@@ -100,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "stream PyAV can read without seeking)")
     enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv", help="- writes to standard output")
     enc.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
+    enc.add_argument("--bitrate", type=_bitrate, metavar="RATE",
+                     help="target bits/s instead of --quality, e.g. 300k or 1.5M: each frame's quality is chosen "
+                          "so that the file lands on it (within a 1 s buffer)")
+    enc.add_argument("--preset", choices=("fast", "medium", "slow", "veryslow"), default="medium",
+                     help="encoder effort: slower presets search motion further and refine the latents for a "
+                          "better rate-distortion cost; the decoder is the same (default: %(default)s)")
     enc.add_argument("--gop", type=_positive_int, metavar="N", help="frames per group of pictures (I-frame period)")
     enc.add_argument("--model", metavar="NAME_OR_PATH", help="registry name or .safetensors path (default: shipped)")
     enc.add_argument("--force", action="store_true", help="replace OUTPUT if it is a regular file")
@@ -265,6 +281,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if not to_stdout and (args.output.endswith(("/", os.sep)) or target.suffix.lower() in _NOT_NCV_SUFFIXES
                           or target.is_dir()):
         args.parser.error(f"OUTPUT must be an .ncv file, got {args.output!r}")
+    if args.bitrate is not None and args.quality is not None:
+        args.parser.error("argument --bitrate: not allowed with --quality")
     if not to_stdout:
         check_output(target, args.force)
     if args.input == "-":
@@ -282,8 +300,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def encode(fileobj) -> tuple[int, int]:
-        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps, quality=quality,
-                                       gop=args.gop, frame_count=0)
+        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps,
+                                       quality=None if args.bitrate else quality, gop=args.gop, frame_count=0,
+                                       preset=args.preset, bitrate=args.bitrate)
         progress = _Progress(info.frame_count, info.fps, args.quiet, "encode")
         try:
             for frame in itertools.chain([first], frames):
@@ -300,8 +319,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         with atomic_output(target, args.force) as tmp, open(tmp, "wb") as fileobj:
             count, size = encode(fileobj)
     elapsed = time.perf_counter() - start
+    mode = f"bitrate {args.bitrate / 1000:g} kbit/s" if args.bitrate else f"quality {quality}"
     _say(args, f"{args.output}: {count} frames {info.width}x{info.height} @ {_fps_text(info.fps)} fps, "
-               f"model {codec.name} quality {quality}, {_rate_text(size, count, info.width, info.height, info.fps)} "
+               f"model {codec.name} {mode} preset {args.preset}, {_rate_text(size, count, info.width, info.height, info.fps)} "
                f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
     return 0
 

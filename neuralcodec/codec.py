@@ -13,7 +13,9 @@ import torch
 from bitstream import BitstreamError, DecodeLimits, Packet, StreamHeader, StreamReader, StreamWriter
 
 from .coding import FrameCoder
+from .coding.presets import DEFAULT_PRESET, Preset, get_preset, quality_lambdas
 from .model import VideoCodecModel
+from .ratecontrol import RateController, parse_bitrate
 
 
 class ModelError(ValueError):
@@ -27,24 +29,70 @@ class StreamEncoder:
     """Writes frames one at a time into an .ncv stream on a binary file object."""
 
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
-                 quality: int, gop: int, frame_count: int = 0):
-        self.coder = FrameCoder(codec.model, width, height, gop)
+                 quality: int, gop: int, frame_count: int = 0, preset: str | Preset = DEFAULT_PRESET,
+                 bitrate: int | str | None = None):
+        self.coder = FrameCoder(codec.model, width, height, gop, codec.lambdas)
         self.quality = quality
+        self.preset = get_preset(preset)
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
         self.writer = StreamWriter(fileobj, header)
+        self.rate: RateController | None = None
+        if bitrate is not None:
+            self.rate = RateController(parse_bitrate(bitrate), Fraction(fps), codec.model.cfg.num_qualities,
+                                       quality - 1, 8 * self.writer.bytes_written, frame_count)
+        self._overhead = 16   # bytes of packet framing beyond the chunks (measured on each write)
 
     def write(self, frame: np.ndarray, quality: int | None = None) -> int:
-        """Code one (H, W, 3) uint8 frame (at the stream's quality unless given); returns its bytes."""
+        """Code one (H, W, 3) uint8 frame (at the stream's quality unless given, or at the rate controller's
+        choice with a bitrate); returns its bytes."""
         frame = np.asarray(frame)
         want = (self.coder.height, self.coder.width, 3)
         if frame.shape != want or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 of shape {want}, got {frame.dtype} {frame.shape}")
+        if self.rate is not None and quality is None:
+            return self._write_rate_controlled(frame)
         q = self.quality if quality is None else quality
         if not 1 <= q <= self.coder.cfg.num_qualities:
             raise ValueError(f"quality must be in 1..{self.coder.cfg.num_qualities}, got {q}")
-        packet, _ = self.coder.encode(frame, q - 1)
-        return self.writer.write(packet)
+        intra = self.coder.next_type().name == "I"
+        packet, _ = self.coder.encode(frame, q - 1, self.preset)
+        n = self.writer.write(packet)
+        if self.rate is not None:
+            self.rate.update(intra, q - 1, 8 * n)
+        return n
+
+    def _write_rate_controlled(self, frame: np.ndarray) -> int:
+        """Code at the controller's quality; a frame far over its budget (or the first of its type, far under)
+        is coded again at the quality the corrected size model gives (at most twice)."""
+        rc, coder = self.rate, self.coder
+        intra = coder.next_type().name == "I"
+        budget = rc.budget(intra)
+        state = (coder.index, coder.ref, coder.prev)
+        q = rc.choose(intra, budget)
+        tried: set[int] = set()
+        for attempt in range(3):
+            tried.add(q)
+            coder.index, coder.ref, coder.prev = state
+            packet, _ = coder.encode(frame, q, self.preset)
+            bits = 8 * (sum(len(c) for c in packet.chunks) + self._overhead)
+            first = rc.a[intra] is None
+            rc.observe(intra, q, bits)
+            if attempt == 2:
+                break
+            if bits > 1.5 * budget and q > 0:
+                nq = min(rc.choose(intra, budget), q - 1)
+            elif first and bits < budget / 1.5 and q < rc.levels - 1:
+                nq = max(rc.choose(intra, budget), q + 1)
+            else:
+                break
+            if nq in tried:
+                break
+            q = nq
+        n = self.writer.write(packet)
+        self._overhead = n - sum(len(c) for c in packet.chunks)
+        rc.account(8 * n)
+        return n
 
     def close(self) -> None:
         self.writer.close()
@@ -87,6 +135,7 @@ class Codec:
         self.qualities = tuple(range(1, model.cfg.num_qualities + 1))
         self.default_quality = int(self.card.get("default_quality", self.qualities[len(self.qualities) // 2]))
         self.default_gop = DEFAULT_GOP
+        self.lambdas = quality_lambdas(self.card, model.cfg.num_qualities)  # the encoder's RD lambda per quality
 
     def __repr__(self) -> str:
         return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities=1..{len(self.qualities)})"
@@ -110,8 +159,15 @@ class Codec:
 
     # streaming ------------------------------------------------------------------
     def stream_encoder(self, fileobj: BinaryIO, width: int, height: int, fps: Fraction = Fraction(30, 1),
-                       quality: int | None = None, gop: int | None = None, frame_count: int = 0) -> StreamEncoder:
-        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count)
+                       quality: int | None = None, gop: int | None = None, frame_count: int = 0,
+                       preset: str | Preset = DEFAULT_PRESET, bitrate: int | str | None = None) -> StreamEncoder:
+        """An encoder writing to ``fileobj``. ``preset``: fast, medium, slow or veryslow (encoder work only; every
+        preset decodes with the same decoder). ``bitrate`` (bits/s, or text like '300k', '1.5M') instead of
+        ``quality``: a rate controller picks each frame's quality (see neuralcodec/ratecontrol.py)."""
+        if quality is not None and bitrate is not None:
+            raise ValueError("give quality or bitrate, not both")
+        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count,
+                             get_preset(preset), bitrate)
 
     def stream_decoder(self, fileobj: BinaryIO, limits: DecodeLimits | None = None,
                        max_pixels: int | None = None) -> StreamDecoder:
@@ -121,8 +177,10 @@ class Codec:
 
     # whole clips in memory ---------------------------------------------------------
     def encode(self, frames: np.ndarray | Iterable[np.ndarray], quality: int | None = None, gop: int | None = None,
-               fps: Fraction = Fraction(30, 1)) -> bytes:
-        """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream."""
+               fps: Fraction = Fraction(30, 1), preset: str | Preset = DEFAULT_PRESET,
+               bitrate: int | str | None = None) -> bytes:
+        """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream (preset and bitrate
+        as in stream_encoder)."""
         it = iter(frames)
         first = next(it, None)
         if first is None:
@@ -132,7 +190,7 @@ class Codec:
             raise ValueError(f"frames must be (H, W, 3) RGB, got shape {first.shape}")
         n = len(frames) if hasattr(frames, "__len__") else 0
         buf = io.BytesIO()
-        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n)
+        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n, preset, bitrate)
         enc.write(first)
         for f in it:
             enc.write(f)
@@ -149,7 +207,8 @@ class Codec:
 
     # files ------------------------------------------------------------------------
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: int | None = None,
-                    gop: int | None = None, force: bool = False) -> int:
+                    gop: int | None = None, force: bool = False, preset: str | Preset = DEFAULT_PRESET,
+                    bitrate: int | str | None = None) -> int:
         """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count.
 
         An existing ``dst`` is replaced only with ``force``, and only if it is a regular file (see io.atomic_output).
@@ -157,7 +216,7 @@ class Codec:
         from .io import atomic_output, open_video
         info, frames = open_video(src)
         with atomic_output(dst, force) as tmp, open(tmp, "wb") as f:
-            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop)
+            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop, 0, preset, bitrate)
             count = 0
             for frame in frames:
                 enc.write(frame)

@@ -23,9 +23,10 @@ def _as_tensor(clip: np.ndarray) -> torch.Tensor:
 
 
 def test_eval_forward_equals_decode_of_encode(tiny_codec):
+    from neuralcodec.coding.presets import REFERENCE  # the encoder without presets' search: model.encode_frame
     clip = textured_clip(4, 32, 48, pan=2, seed=3)
     for q in tiny_codec.qualities:
-        decoded = tiny_codec.decode(tiny_codec.encode(clip, quality=q, gop=100))
+        decoded = tiny_codec.decode(tiny_codec.encode(clip, quality=q, gop=100, preset=REFERENCE))
         out = tiny_codec.model(_as_tensor(clip), torch.tensor([q - 1]))
         fwd = (to_levels(out.recon[0]) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         np.testing.assert_array_equal(fwd, decoded)

@@ -104,8 +104,11 @@ class VideoCodecModel(nn.Module):
         """Largest motion component in quarter pels; decoded vectors are clamped to it too."""
         return 4 * (self.cfg.search_range + self.cfg.block_size)
 
-    def motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        mv = estimate_motion(x, ref, self.cfg.block_size, self.cfg.search_range)
+    def motion(self, x: torch.Tensor, ref: torch.Tensor, search: int | None = None, finest: int = 1,
+               repeat: int = 1) -> torch.Tensor:
+        """Block vectors of x from ref; `search` (pixels) never beyond cfg.search_range (see mv_limit)."""
+        search = self.cfg.search_range if search is None else min(search, self.cfg.search_range)
+        mv = estimate_motion(x, ref, self.cfg.block_size, search, finest=finest, repeat=repeat)
         return mv.clamp(-self.mv_limit, self.mv_limit)
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
@@ -177,6 +180,68 @@ class VideoCodecModel(nn.Module):
         y_hat = code.y.float() + params.mean
         warped = None if code.intra else self.warp(ref, code.mv)
         return self.synthesise(code.intra, y_hat, code.quality, warped), y_hat
+
+    # encoder-side rate-distortion search (presets) ---------------------------------------------------------------
+    def frame_bits(self, code: FrameCode, params: FrameParams) -> torch.Tensor:
+        """Estimated bits (B,) of z and y from the same distributions as the coder's tables (motion excluded)."""
+        lik_y = gaussian_likelihood(code.y.float() + params.mean, params.mean,
+                                    self.scales(params.scale_index.float()))
+        lik_z = (self.i_zprior if code.intra else self.p_zprior).likelihood(code.z.float())
+        return -torch.log2(lik_y).sum((1, 2, 3)) - torch.log2(lik_z).sum((1, 2, 3))
+
+    @torch.no_grad()
+    def rd_cost(self, x: torch.Tensor, code: FrameCode, params: FrameParams, ref: torch.Tensor | None,
+                lam: float) -> float:
+        """bits + lam * 255^2 * SSE of the real decode (8-bit levels): the training objective of one frame (MSE
+        term), summed over its pixels, for the actual integers."""
+        xhat, _ = self.decode_frame(code, params, ref)
+        sse = float((to_levels(xhat) - x).pow(2).sum()) / x.shape[1]
+        return float(self.frame_bits(code, params).sum()) + lam * 255 ** 2 * sse
+
+    def refine(self, x: torch.Tensor, code: FrameCode, params: FrameParams, ref: torch.Tensor | None,
+               steps: int, lam: float, lr: float = 0.25) -> tuple[FrameCode, FrameParams]:
+        """Gradient steps on the continuous latent y_g against bits + lam * 255^2 * SSE with z (so the scale
+        indexes and means) kept fixed; straight-through rounding, Adam with a decaying step. Returns the code
+        with the best real cost (actual rounded symbols, real decode), never worse than the given one.
+
+        Deterministic: no noise. The decoder is the float synthesis in fp32 (autocast off).
+        """
+        if steps <= 0:
+            return code, params
+        c = self.cfg
+        intra = code.intra
+        with torch.no_grad():
+            warped = None if intra else self.warp(ref, code.mv)
+        mean, scale = params.mean.clone(), self.scales(params.scale_index.float()).clone()
+        x = x.clone()
+        pixels = x.shape[-1] * x.shape[-2]
+        best_cost, best_y = math.inf, code.y
+        autocast, self.autocast = self.autocast, False
+        try:
+            with torch.enable_grad():
+                var = (code.y.float() + mean).requires_grad_(True)
+                opt = torch.optim.Adam([var], lr=lr)
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+                for step in range(steps + 1):   # the forward of step k measures the symbols after k updates
+                    sym = ste_round(var - mean).clamp(-c.y_max, c.y_max)
+                    y_hat = sym + mean
+                    bits = -torch.log2(gaussian_likelihood(y_hat, mean, scale)).sum()
+                    xhat = self.synthesise(intra, y_hat, code.quality, warped)
+                    with torch.no_grad():  # the real cost of these symbols: decoded to 8-bit levels
+                        real = float(bits) + lam * 255 ** 2 * float((to_levels(xhat) - x).pow(2).sum()) / x.shape[1]
+                    if real < best_cost:
+                        best_cost, best_y = real, sym.detach().long()
+                    if step == steps:
+                        break
+                    sse = (xhat.clamp(0, 1) - x).pow(2).sum() / x.shape[1]
+                    loss = (bits + lam * 255 ** 2 * sse) / pixels
+                    opt.zero_grad(set_to_none=True)
+                    var.grad, = torch.autograd.grad(loss, [var])
+                    opt.step()
+                    sched.step()
+        finally:
+            self.autocast = autocast
+        return FrameCode(intra, code.quality, code.mv, code.z, best_y), params
 
     # training ----------------------------------------------------------------------------------------------
     def forward(self, clip: torch.Tensor, q: torch.Tensor) -> ForwardOutput:
