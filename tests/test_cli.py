@@ -183,8 +183,9 @@ def test_memory_does_not_grow_with_length(tmp_path):
         with open_writer(clip, 64, 48, Fraction(25)) as writer:
             for frame in pattern(64, 48, count):
                 writer.write(frame)
-        # --gop 2: every other frame skips the motion search (the slow part), P-frames still run throughout
-        enc = peak_rss_kb("encode", clip, "-o", tmp_path / f"c{count}.ncv", "--quiet", "--gop", "2")
+        # --gop 2 and --preset fast: fewer motion searches (the slow part), P-frames still run throughout
+        enc = peak_rss_kb("encode", clip, "-o", tmp_path / f"c{count}.ncv", "--quiet", "--gop", "2",
+                          "--preset", "fast")
         dec = peak_rss_kb("decode", tmp_path / f"c{count}.ncv", "-o", tmp_path / f"d{count}.y4m", "--quiet")
         rss[count] = (enc, dec)
     assert header_of(tmp_path / "c300.ncv").frame_count == 300
@@ -263,7 +264,8 @@ def test_info_text(stream):
     assert f"{data['kbit_per_s']:.2f} kbit/s" in text
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in [[str(i)] for i in range(5)]]
     assert [r[1] for r in rows] == [f["type"] for f in data["frames"]]
-    assert [int(r[2].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
+    assert [int(r[2]) for r in rows] == [f["quality"] for f in data["frames"]]
+    assert [int(r[3].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
 
 
 def test_help_has_examples():

@@ -141,7 +141,8 @@ class Trainer:
         state = {"config": self.cfg.to_json(), "step": self.step, "elapsed": self.elapsed,
                  "history": json.dumps(self.history), "curve": json.dumps(self.curve),
                  "model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                 "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
+                 "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict(),
+                 "gen": self.gen.get_state()}
         from ..io import atomic_output
         path = self.out / "latest.pt"
         with atomic_output(path, force=True) as tmp:   # replaces our previous checkpoint, nothing else
@@ -156,6 +157,8 @@ class Trainer:
         self.adv.load_state_dict(state["adv"])
         self.adv.optimizer.load_state_dict(state["adv_opt"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        if "gen" in state:   # the data sampler continues where it stopped instead of repeating its batches
+            self.gen.set_state(state["gen"].cpu())
         self.history = json.loads(state["history"])
         self.curve = json.loads(state["curve"])
 
