@@ -112,7 +112,7 @@ def _measure_abr(clip: Clip, kbps: int, gop: int, cfg: RunConfig, ncodec) -> lis
     out[-1]["options"] = a.options
     for p in out:
         p["target_kbit_per_s"] = kbps
-        p["rate_error_pct"] = 100 * (p["kbit_per_s"] / kbps - 1)
+        p["rate_error_pct"] = 100 * (p["kbps"] / kbps - 1)
     return out
 
 

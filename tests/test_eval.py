@@ -237,8 +237,9 @@ def test_rate_controlled_points_record_rate_error(png_clip, tmp_path):
     for codec in ("ncodec-abr", "x264-lowdelay-abr"):
         pts = [p for p in res["points"] if p["codec"] == codec]
         assert len(pts) == 4 and all(p["param"] == "kbps" and math.isfinite(p["rate_error_pct"]) for p in pts)
-        assert all(p["rate_error_pct"] == pytest.approx(100 * (p["kbit_per_s"] / p["target_kbit_per_s"] - 1))
+        assert all(p["rate_error_pct"] == pytest.approx(100 * (p["kbps"] / p["target_kbit_per_s"] - 1))
                    for p in pts)
+    assert "## Rate control" in (out / "results.md").read_text()
 
 
 def test_quality_subset_and_bad_subset(png_clip, tmp_path, capsys):
