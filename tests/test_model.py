@@ -239,3 +239,48 @@ def test_config_round_trip_and_align():
     cfg = ModelConfig()
     assert ModelConfig.from_json(cfg.to_json()) == cfg
     assert cfg.align == 16
+
+
+def test_model_mismatch_and_corrupt_data(tiny_model, tiny_codec):
+    data = tiny_codec.encode(textured_clip(3, 16, 24), quality=2)
+    other = Codec(tiny_model, "tiny-test", "cd" * 32)
+    with pytest.raises(ModelError):
+        other.decode(data)
+    with pytest.raises(bitstream.BitstreamError):
+        tiny_codec.decode(data[:-5])
+    with pytest.raises(bitstream.BitstreamError):
+        tiny_codec.decode(b"not a stream at all")
+
+
+def test_stream_api_matches_bytes_api(tiny_codec):
+    clip = textured_clip(3, 16, 24, pan=1)
+    buf = io.BytesIO()
+    enc = tiny_codec.stream_encoder(buf, 24, 16, quality=2, gop=8)
+    sizes = [enc.write(f) for f in clip]
+    enc.close()
+    assert sum(sizes) < len(buf.getvalue())
+    dec = tiny_codec.stream_decoder(io.BytesIO(buf.getvalue()))
+    assert dec.header.frame_count == 3
+    np.testing.assert_array_equal(np.stack(list(dec)), tiny_codec.decode(tiny_codec.encode(clip, quality=2, gop=8)))
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (2, 0), (-3, 5), (0.5, 0.25), (-1.75, 1.5)])
+def test_motion_search_recovers_global_shift(shift):
+    from neuralcodec.model.motion import block_warp, estimate_motion
+    torch.manual_seed(0)
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 30, 40), scale_factor=4, mode="bicubic").clamp(0, 1)
+    ref = big[..., 8:8 + 96, 8:8 + 128]
+    true = torch.zeros(1, 2, 6, 8, dtype=torch.long)
+    true[:, 0], true[:, 1] = int(shift[0] * 4), int(shift[1] * 4)
+    cur = block_warp(ref, true, 16)
+    mv = estimate_motion(cur, ref)
+    inner = mv[:, :, 1:-1, 1:-1]
+    assert (inner == true[:, :, 1:-1, 1:-1]).all(dim=1).float().mean() > 0.9
+
+
+def test_motion_residual_round_trip():
+    from neuralcodec.model.motion import mv_to_residual, residual_to_mv
+    mv = np.random.default_rng(0).integers(-64, 64, (2, 5, 7))
+    np.testing.assert_array_equal(residual_to_mv(mv_to_residual(mv)), mv)
+    pan = np.full((2, 5, 7), 8)
+    assert np.count_nonzero(mv_to_residual(pan)) == 2      # a uniform pan costs one vector
