@@ -36,18 +36,22 @@ def validation_clips(pack: str | Path, max_frames: int = 20) -> dict[str, np.nda
     return clips
 
 
-def rd_points(codec, clips: dict[str, np.ndarray], qualities=None, gop: int = 32) -> dict:
-    """Encode and decode every clip at every quality through the public API; bpp, PSNR-RGB, MS-SSIM."""
+def rd_points(codec, clips: dict[str, np.ndarray], qualities=None, gop: int = 32, **encode_args) -> dict:
+    """Encode and decode every clip at every quality through the public API; bpp, PSNR-RGB, MS-SSIM and the
+    encoder's frames/s. encode_args go to codec.encode (e.g. preset=...)."""
+    import time
     qualities = list(qualities or codec.qualities)
-    out = {"model": codec.name, "sha256": codec.sha256, "qualities": qualities, "clips": {}}
+    out = {"model": codec.name, "sha256": codec.sha256, "qualities": qualities, "clips": {}, **encode_args}
     for name, frames in clips.items():
         t, h, w = frames.shape[:3]
         pts = []
         for q in qualities:
-            data = codec.encode(frames, quality=q, gop=gop, fps=Fraction(25))
+            t0 = time.perf_counter()
+            data = codec.encode(frames, quality=q, gop=gop, fps=Fraction(25), **encode_args)
+            fps = t / (time.perf_counter() - t0)
             dec = np.asarray(codec.decode(data))
             pts.append({"quality": q, "bpp": 8 * len(data) / (t * h * w), "psnr_rgb": psnr_rgb(frames, dec),
-                        "msssim": msssim(frames, dec)[0]})
+                        "msssim": msssim(frames, dec)[0], "encode_fps": fps})
             print(f"  {codec.name} {name} q{q}: {pts[-1]['bpp']:.4f} bpp, {pts[-1]['psnr_rgb']:.2f} dB, "
                   f"MS-SSIM {pts[-1]['msssim']:.4f}", file=sys.stderr)
         out["clips"][name] = pts

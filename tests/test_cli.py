@@ -636,3 +636,17 @@ def test_help_documents_budgets_pipes_and_exit_status():
     decode_help = " ".join(cli("decode", "--help").stdout.split())
     assert f"{bitstream.DEFAULT_MAX_PIXELS:,}" in decode_help and f"{bitstream.DEFAULT_MAX_SAMPLES:,}" in decode_help
     assert "--format" in decode_help and "--max-samples" in decode_help
+
+
+def test_models_lists_the_shipped_models():
+    data = json.loads(run("models", "--json").stdout)
+    assert [m["name"] for m in data] == list(neuralcodec.REGISTRY)
+    card = next(m for m in data if m["default"])
+    for key in ("version", "parameters", "decoder_macs_per_pixel", "training"):
+        assert key in card, key
+    assert card["training"]["steps"] > 0 and "cpu_hours" in card["training"] and "gpu_hours" in card["training"]
+    loaded = neuralcodec.load_codec().card
+    assert {k: loaded[k] for k in ("name", "version", "sha256", "parameters")} == \
+        {k: card[k] for k in ("name", "version", "sha256", "parameters")}
+    text = run("models").stdout
+    assert card["name"] in text and "kMAC/pixel" in text and "training steps" in text
