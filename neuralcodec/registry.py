@@ -25,12 +25,13 @@ class ModelEntry:
     name: str
     filename: str
     sha256: str
+    version: str = ""       # the shipped model's version (one row of the model card's learning curve each)
 
 
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "39ac6cc673d7cf0db7719a200e71a9539d5ce16035865c7367691a358c4953f7"),
+                   "44263215b7857bee11b01a39a547b00b449fd431663c27a24ad31e60814368dd", version="2.0"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
@@ -128,6 +129,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict]:
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
     """Load a shipped model by name (default: the package's default) or a model file by path; offline."""
     key = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    version = ""
     if key in REGISTRY:
         entry = REGISTRY[key]
         path = MODELS_DIR / entry.filename
@@ -136,14 +138,14 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
         digest = file_sha256(path)
         if digest != entry.sha256:
             raise ModelError(f"model {key!r}: sha256 {digest[:16]}... does not match the pinned {entry.sha256[:16]}...")
+        version = entry.version
     else:
         path = Path(key)
         if not path.is_file():
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
-    torch.set_flush_denormal(True)
     model, name, card = read_model(path)
-    return Codec(model, name, digest, card)
+    return Codec(model, name, digest, {**card, "name": name, "version": version, "sha256": digest})
 
 
 def load_codec_for_stream(src) -> Codec:
@@ -165,7 +167,8 @@ def load_codec_for_stream(src) -> Codec:
 
 
 def list_models() -> list[dict]:
-    """The shipped models' cards (name, version, parameters, decoder MAC per pixel, training history)."""
+    """The shipped models' cards (name, version, parameters, decoder MAC per pixel, training history), as
+    load_codec(name).card gives them, plus whether each is the default and its file."""
     out = []
     for name, entry in REGISTRY.items():
         path = MODELS_DIR / entry.filename
@@ -175,6 +178,6 @@ def list_models() -> list[dict]:
             card = json.loads(meta.get("card", "{}"))
         except Exception:
             card = {}
-        out.append({"name": name, "default": name == DEFAULT_MODEL, "file": entry.filename,
-                    "sha256": entry.sha256, **card})
+        out.append({**card, "name": name, "version": entry.version, "default": name == DEFAULT_MODEL,
+                    "file": entry.filename, "sha256": entry.sha256})
     return out

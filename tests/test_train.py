@@ -18,7 +18,7 @@ def test_tiny_gpu_preset_runs_resumes_exports_and_accumulates(packed, tmp_path):
     _, pack, _ = packed
     out = tmp_path / "run"
     model_file = tmp_path / "m.safetensors"
-    assert main(TINY_RUN + ["--data", str(pack), "--out-dir", str(out), "--steps", "4",
+    assert main(TINY_RUN + ["--data", str(pack), "--out-dir", str(out), "--steps", "4", "--lambda-max", "0.2",
                             "--export", str(model_file), "--name", "tiny-run"]) == 0
     state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_json(state["config"])
@@ -41,9 +41,12 @@ def test_tiny_gpu_preset_runs_resumes_exports_and_accumulates(packed, tmp_path):
     main(TINY_RUN + ["--data", str(pack), "--out-dir", str(out), "--steps", "6", "--resume", "auto"])
     assert torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"] == 6
     model2 = tmp_path / "m2.safetensors"
-    main(TINY_RUN + ["--data", str(pack), "--out-dir", str(tmp_path / "run2"), "--steps", "3",
+    main(TINY_RUN + ["--data", str(pack), "--out-dir", str(tmp_path / "run2"), "--steps", "3", "--lambda-min", "0.01",
                      "--init-from", str(model_file), "--export", str(model2)])
     card2 = load_codec(model2).card
+    # the qualities keep their meaning: an init-from run keeps the shipped lambda_max, an explicit value wins
+    assert card2["train_config"]["lambda_max"] == card["train_config"]["lambda_max"] == 0.2
+    assert card2["train_config"]["lambda_min"] == 0.01
     assert card2["training"]["steps"] == 7 and len(card2["training"]["commands"]) == 2
     assert card2["training"]["cpu_hours"] > card["training"]["cpu_hours"]
 

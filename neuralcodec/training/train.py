@@ -79,6 +79,10 @@ PRESETS = {
 }
 
 
+# What a run started with --init-from takes from the shipped model's training config unless given explicitly
+INHERITED = ("lambda_min", "lambda_max", "w_msssim")
+
+
 def lambdas(cfg: TrainConfig) -> torch.Tensor:
     """Lambda of each quality index (log-spaced)."""
     q = cfg.model.num_qualities
@@ -307,6 +311,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     over = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
             if hasattr(a, f.name) and getattr(a, f.name) is not None}
     cfg = dataclasses.replace(cfg, **over)
+    a.explicit = set(over)
     if a.model_config == "tiny":
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
@@ -325,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         codec = load_codec(a.init_from)
         init_model = codec.model
         cfg = dataclasses.replace(cfg, model=init_model.cfg)
+        # the qualities mean what they meant in training: keep the shipped lambdas unless asked otherwise
+        shipped = codec.card.get("train_config", {})
+        keep = {k: shipped[k] for k in INHERITED if k in shipped and k not in a.explicit}
+        cfg = dataclasses.replace(cfg, **keep)
         history = dict(codec.card.get("training", {}))
         history.setdefault("commands", [])
     trainer = Trainer(cfg, history)
