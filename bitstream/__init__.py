@@ -1,8 +1,11 @@
 """ncodec bitstream: the .ncv container format and rANS entropy coding (bytes only, no model code)."""
 
 from .container import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
     FORMAT_VERSION,
     MAGIC,
+    DecodeLimits,
     FrameType,
     Packet,
     StreamHeader,
@@ -14,6 +17,7 @@ from .container import (
 from .entropy import CdfTables, build_cdf, decode_symbols, encode_symbols
 from .errors import (
     BitstreamError,
+    BudgetExceededError,
     ChecksumError,
     HeaderValueError,
     NotNcvError,
@@ -29,6 +33,9 @@ __all__ = [
     "Packet",
     "StreamWriter",
     "StreamReader",
+    "DecodeLimits",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SAMPLES",
     "pack_stream",
     "unpack_stream",
     "build_cdf",
@@ -41,4 +48,5 @@ __all__ = [
     "TruncatedError",
     "ChecksumError",
     "HeaderValueError",
+    "BudgetExceededError",
 ]

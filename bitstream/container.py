@@ -14,6 +14,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from .errors import (
     BitstreamError,
+    BudgetExceededError,
     ChecksumError,
     HeaderValueError,
     NotNcvError,
@@ -29,6 +30,9 @@ __all__ = [
     "Packet",
     "StreamWriter",
     "StreamReader",
+    "DecodeLimits",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_SAMPLES",
     "pack_stream",
     "unpack_stream",
     "MAX_DIM",
@@ -53,6 +57,12 @@ MAX_NAME_BYTES = 255
 MODEL_HASH_BYTES = 8
 MAX_CHUNKS = 255
 MAX_PAYLOAD = 256 * 1024 * 1024  # total chunk bytes in one packet
+
+# Decoder budgets (DecodeLimits defaults): 8192x4320 pixels per frame; 2^40 decoded RGB samples in all
+# (frames x width x height x 3: about 98 minutes of 1080p at 30 fps).
+DEFAULT_MAX_PIXELS = 8192 * 4320
+DEFAULT_MAX_SAMPLES = 1 << 40
+SAMPLES_PER_PIXEL = 3
 
 _READ_PIECE = 1 << 20  # bounded reads: never ask the file object for more than this at once
 
@@ -270,6 +280,47 @@ def _read_header(f: BinaryIO) -> tuple[StreamHeader, int]:
     return header, len(body) + _U32.size
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Resource budget of a decode, checked against the header before anything is allocated and again before each
+    packet: at most ``max_pixels`` pixels per frame and ``max_samples`` decoded samples (frames x pixels x 3)."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_samples: int = DEFAULT_MAX_SAMPLES
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def of(cls, limits: "DecodeLimits | None" = None, max_pixels: int | None = None) -> "DecodeLimits":
+        """``limits`` (default: the default budget), with ``max_pixels`` replaced if given."""
+        limits = cls() if limits is None else limits
+        if not isinstance(limits, cls):
+            raise TypeError(f"limits must be a DecodeLimits, got {type(limits).__name__}")
+        return limits if max_pixels is None else dataclasses.replace(limits, max_pixels=max_pixels)
+
+    def check_header(self, header: StreamHeader) -> None:
+        """BudgetExceededError if one frame, or the declared frame_count, is over budget."""
+        pixels = header.width * header.height
+        if pixels > self.max_pixels:
+            raise BudgetExceededError(
+                f"frame size {header.width}x{header.height} ({pixels:,} pixels) exceeds the decoder limit of "
+                f"{self.max_pixels:,} pixels per frame (raise max_pixels / --max-pixels to decode it)")
+        self.check_frames(header, header.frame_count)
+
+    def check_frames(self, header: StreamHeader, frames: int) -> None:
+        """BudgetExceededError if ``frames`` frames of this stream are over the total sample budget."""
+        samples = frames * header.width * header.height * SAMPLES_PER_PIXEL
+        if samples > self.max_samples:
+            raise BudgetExceededError(
+                f"{frames:,} frame{'s' * (frames != 1)} of {header.width}x{header.height} ({samples:,} samples) "
+                f"exceed{'s' * (frames == 1)} the decoder "
+                f"limit of {self.max_samples:,} decoded samples (raise max_samples / --max-samples to decode it)")
+
+
 class StreamWriter:
     """Write a .ncv stream frame by frame to a binary file object (the header is written immediately)."""
 
@@ -353,10 +404,15 @@ def _seekable(f: object) -> bool:
 class StreamReader:
     """Read and validate a .ncv stream from a binary file object, packet by packet."""
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: BinaryIO, limits: DecodeLimits | None = None) -> None:
+        """``limits``: a decode budget to enforce (None: none, the parse alone is bounded; see DecodeLimits)."""
         self._f = fileobj
         self.header, self.header_size = _read_header(fileobj)
+        self.limits = limits
+        if limits is not None:
+            limits.check_header(self.header)
         self.frames_read = 0
+        self.position = self.header_size  # bytes consumed so far (header and whole packets)
         self._done = False
 
     def read(self) -> Packet | None:
@@ -377,6 +433,8 @@ class StreamReader:
             return None
         if len(head) < _PACKET_HEAD.size:
             raise TruncatedError("stream truncated in packet header")
+        if self.limits is not None:
+            self.limits.check_frames(self.header, self.frames_read + 1)
         ftype, nchunks = head
         if ftype not in (FrameType.I, FrameType.P):
             raise HeaderValueError(f"unknown frame type {ftype} in packet {self.frames_read}")
@@ -397,6 +455,7 @@ class StreamReader:
         if stored != crc:
             raise ChecksumError(f"checksum mismatch in packet {self.frames_read}")
         self.frames_read += 1
+        self.position += _PACKET_HEAD.size + len(lens_raw) + total + _U32.size
         return Packet(FrameType(ftype), tuple(chunks))
 
     def __iter__(self) -> Iterator[Packet]:
@@ -413,8 +472,9 @@ def pack_stream(header: StreamHeader, packets: Iterable[Packet]) -> bytes:
     return buf.getvalue()
 
 
-def unpack_stream(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, list[Packet]]:
+def unpack_stream(data: bytes | bytearray | memoryview,
+                  limits: DecodeLimits | None = None) -> tuple[StreamHeader, list[Packet]]:
     """Parse a whole stream held in memory; raise a BitstreamError subclass on any defect."""
-    reader = StreamReader(io.BytesIO(bytes(data)))
+    reader = StreamReader(io.BytesIO(bytes(data)), limits)
     return reader.header, list(reader)
 

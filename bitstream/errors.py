@@ -9,6 +9,7 @@ __all__ = [
     "TruncatedError",
     "ChecksumError",
     "HeaderValueError",
+    "BudgetExceededError",
 ]
 
 
@@ -34,3 +35,7 @@ class ChecksumError(BitstreamError):
 
 class HeaderValueError(BitstreamError):
     """A header or packet field is out of its allowed range."""
+
+
+class BudgetExceededError(BitstreamError):
+    """The stream is valid but needs more than the reader's resource budget (``DecodeLimits``) allows."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import io
+import itertools
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,23 +24,39 @@ examples:
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate
   ncodec demo -o ncodec-demo                         compare with x264 on the built-in sample clip
+  ffmpeg -i x.mp4 -f yuv4mpegpipe - | ncodec encode - -o x.ncv      '-' is standard input or output
+  ncodec decode x.ncv -o - | ffplay -                                y4m on standard output (--format mkv)
 
-exit status: 0 success, 1 error (bad input, corrupt stream, model mismatch, existing output), 2 usage error,
-130 interrupted.
+'-' as INPUT reads standard input, as OUTPUT writes standard output (messages then go to stderr only).
+--force replaces only a regular file or a folder of ncodec's own frame_NNNNNN.png files, never another folder,
+a device, a FIFO, a socket or a link. Decoding refuses streams over its budget (default 8192x4320 pixels per
+frame and 2^40 decoded samples in all) before allocating anything: see --max-pixels and --max-samples.
+
+exit status: 0 success, 1 error (bad input, corrupt or over-budget stream, model mismatch, existing output),
+2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 """
 # Suffixes that would make an .ncv stream look like something else.
 _NOT_NCV_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m", ".png", ".jpg", ".jpeg"}
+
+
+_STREAM_KINDS = ("y4m", "mkv")  # formats that can be written to a pipe
 
 
 class CliError(Exception):
     """An error reported as one `ncodec: error: ...` line with exit status 1."""
 
 
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control, format and other non-printable characters (escape sequences,
+    newlines, bidi overrides) are shown as Python escapes (\\x1b, \\n, \\u202e)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def _version() -> str:
@@ -59,6 +75,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pixel_count(text: str) -> int:
+    """A positive pixel count: an integer, or WIDTHxHEIGHT."""
+    try:
+        parts = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or WIDTHxHEIGHT, got {text!r}")
+    return parts[0] * (parts[1] if len(parts) == 2 else 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ncodec` (subcommands encode, decode, info, demo)."""
     parser = argparse.ArgumentParser(
@@ -69,22 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = sub.add_parser("encode", help="encode a video (file or PNG folder) to .ncv",
                          description="Encode a video file (anything PyAV decodes) or a folder of PNG frames.")
-    enc.add_argument("input", metavar="INPUT")
-    enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv")
+    enc.add_argument("input", metavar="INPUT", help="video file, PNG folder, or - for standard input (y4m or any "
+                                                    "stream PyAV can read without seeking)")
+    enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv", help="- writes to standard output")
     enc.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
     enc.add_argument("--gop", type=_positive_int, metavar="N", help="frames per group of pictures (I-frame period)")
     enc.add_argument("--model", metavar="NAME_OR_PATH", help="registry name or .safetensors path (default: shipped)")
-    enc.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    enc.add_argument("--force", action="store_true", help="replace OUTPUT if it is a regular file")
     enc.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     enc.set_defaults(func=_cmd_encode, parser=enc)
 
     dec = sub.add_parser("decode", help="decode .ncv to .y4m, .mkv, .mp4 or a PNG folder",
                          description="Decode an .ncv stream. Output by suffix: .y4m (yuv444p), .mkv (lossless FFV1 "
                                      "RGB), .mp4 (H.264 CRF 18 yuv420p; odd sizes padded to even), or a directory "
-                                     "(path ending in '/' or without suffix) of PNG frames.")
-    dec.add_argument("input", metavar="INPUT.ncv")
-    dec.add_argument("-o", "--output", required=True, metavar="OUTPUT")
-    dec.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+                                     "(path ending in '/' or without suffix) of PNG frames. Streams over the budget "
+                                     "(--max-pixels, --max-samples) are refused before anything is allocated.")
+    dec.add_argument("input", metavar="INPUT.ncv", help="- reads the stream from standard input")
+    dec.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                     help="- writes y4m (or --format mkv) to standard output")
+    dec.add_argument("--format", choices=("y4m", "mkv", "mp4", "png"),
+                     help="output format when the suffix cannot say (default for -: y4m)")
+    dec.add_argument("--max-pixels", type=_pixel_count, metavar="N|WxH",
+                     help="largest frame to decode, in pixels (default 35,389,440 = 8192x4320)")
+    dec.add_argument("--max-samples", type=_positive_int, metavar="N",
+                     help="most decoded samples, frames x pixels x 3 (default 1,099,511,627,776 = 2^40)")
+    dec.add_argument("--force", action="store_true",
+                     help="replace OUTPUT if it is a regular file or a folder of ncodec's own PNG frames")
     dec.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     dec.set_defaults(func=_cmd_decode, parser=dec)
 
@@ -114,9 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sys.warnoptions:  # library warnings (torch, numpy) are not for CLI users, unless asked with -W
                 warnings.simplefilter("ignore")
             return args.func(args) or 0
-    except KeyboardInterrupt:
-        print("ncodec: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP while an output was open (io.Interrupted)
+        signum = getattr(exc, "signum", 2)
+        print("ncodec: interrupted" if signum == 2 else f"ncodec: interrupted by signal {signum}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         _silence_stdout()
         return 1
@@ -134,73 +172,45 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-# ---------------------------------------------------------------- outputs: temp name, then rename
+# ---------------------------------------------------------------- standard input and output
 
 
-def _check_output(target: Path, force: bool) -> None:
-    if (target.exists() or target.is_symlink()) and not force:
-        raise CliError(f"{target} exists (use --force to overwrite)")
-    parent = target.parent
-    if not parent.is_dir():
-        raise CliError(f"output folder does not exist: {parent}")
+def _binary_stdout():
+    """Standard output for data; refuses a terminal (binary video would garble it)."""
+    if sys.stdout.isatty():
+        raise CliError("refusing to write binary data to a terminal: redirect or pipe standard output")
+    sys.stdout.flush()
+    return sys.stdout.buffer
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+def _check_stdin() -> None:
+    if sys.stdin.isatty():
+        raise CliError("standard input is a terminal: pipe or redirect the input into ncodec")
 
 
-@contextmanager
-def _atomic_output(target: Path, force: bool, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success rename it onto ``target``, on any failure delete it."""
-    _check_output(target, force)
-    prefix = f".{target.name}.tmp"
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
-    try:
-        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # mkstemp/mkdtemp make private (0600/0700) files
-        yield tmp
-        _commit(tmp, target, force)
-    except BaseException:
-        _remove(tmp)
-        raise
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A summary line: on stdout, or on stderr when stdout carries the data."""
+    if not args.quiet:
+        print(printable(text), file=sys.stderr if args.output == "-" else sys.stdout)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+class _Replay(io.RawIOBase):
+    """Bytes already read (a stream header) followed by the rest of a non-seekable stream."""
 
+    def __init__(self, head: bytes, rest) -> None:
+        super().__init__()
+        self._head, self._rest = memoryview(head), rest
 
-def _commit(tmp: Path, target: Path, force: bool) -> None:
-    exists = target.exists() or target.is_symlink()
-    if exists and not force:
-        raise CliError(f"{target} exists (use --force to overwrite)")
-    if not exists:
-        os.rename(tmp, target)
-    elif tmp.is_file() and target.is_file() and not target.is_symlink():
-        os.replace(tmp, target)
-    else:  # a directory is involved: move the old one aside, move the new one in, then delete the old one
-        backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old", dir=target.parent))
-        old = backup / "old"
-        os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except BaseException:
-            os.rename(old, target)
-            shutil.rmtree(backup, ignore_errors=True)
-            raise
-        _remove(old)
-        shutil.rmtree(backup, ignore_errors=True)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)
 
 
 # ---------------------------------------------------------------- progress
@@ -213,6 +223,7 @@ class _Progress:
         from tqdm import tqdm
 
         self.fps = float(fps)
+        self.count = 0
         self.window: deque[int] = deque(maxlen=max(1, round(self.fps)))
         self.bar = tqdm(total=total or None, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True,
                         disable=quiet or not sys.stderr.isatty(), leave=False)
@@ -222,6 +233,7 @@ class _Progress:
         kbps = sum(self.window) * 8 * self.fps / len(self.window) / 1000
         self.bar.set_postfix_str(f"{kbps:.1f} kbit/s", refresh=False)
         self.bar.update(1)
+        self.count += 1
 
     def close(self) -> None:
         self.bar.close()
@@ -240,44 +252,60 @@ def _rate_text(nbytes: int, frames: int, width: int, height: int, fps: Fraction)
 
 def _cmd_encode(args: argparse.Namespace) -> int:
     import neuralcodec
-    from neuralcodec.io import open_video
+    from neuralcodec.io import atomic_output, check_output, open_video
 
+    to_stdout = args.output == "-"
     target = Path(args.output)
-    if args.output.endswith(("/", os.sep)) or target.suffix.lower() in _NOT_NCV_SUFFIXES or target.is_dir():
+    if not to_stdout and (args.output.endswith(("/", os.sep)) or target.suffix.lower() in _NOT_NCV_SUFFIXES
+                          or target.is_dir()):
         args.parser.error(f"OUTPUT must be an .ncv file, got {args.output!r}")
-    _check_output(target, args.force)
+    if not to_stdout:
+        check_output(target, args.force)
+    if args.input == "-":
+        _check_stdin()
     info, frames = open_video(args.input)
     codec = neuralcodec.load_codec(args.model) if args.model else neuralcodec.load_codec()
     quality = codec.default_quality if args.quality is None else args.quality
     if quality not in codec.qualities:
         levels = ", ".join(str(q) for q in codec.qualities)
-        args.parser.error(f"argument --quality: {quality} is not a level of model {codec.name} (choose from {levels})")
+        args.parser.error(f"argument --quality: {quality} is not a level of model {printable(codec.name)} "
+                          f"(choose from {levels})")
+    first = next(frames, None)
+    if first is None:  # before anything is written, to a file or to a pipe
+        raise CliError(f"{args.input}: no frames to encode")
     start = time.perf_counter()
-    count = 0
-    with _atomic_output(target, args.force) as tmp, open(tmp, "wb") as fileobj:
+
+    def encode(fileobj) -> tuple[int, int]:
         encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps, quality=quality,
                                        gop=args.gop, frame_count=0)
         progress = _Progress(info.frame_count, info.fps, args.quiet, "encode")
         try:
-            for frame in frames:
+            for frame in itertools.chain([first], frames):
                 progress.update(encoder.write(frame))
-                count += 1
         finally:
             progress.close()
-        if count == 0:
-            raise CliError(f"{args.input}: no frames to encode")
         encoder.close()
-    if not args.quiet:
-        elapsed = time.perf_counter() - start
-        print(f"{target}: {count} frames {info.width}x{info.height} @ {_fps_text(info.fps)} fps, "
-              f"model {codec.name} quality {quality}, "
-              f"{_rate_text(target.stat().st_size, count, info.width, info.height, info.fps)} "
-              f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
+        return progress.count, encoder.writer.bytes_written
+
+    if to_stdout:
+        count, size = encode(_binary_stdout())
+        sys.stdout.buffer.flush()
+    else:
+        with atomic_output(target, args.force) as tmp, open(tmp, "wb") as fileobj:
+            count, size = encode(fileobj)
+    elapsed = time.perf_counter() - start
+    _say(args, f"{args.output}: {count} frames {info.width}x{info.height} @ {_fps_text(info.fps)} fps, "
+               f"model {codec.name} quality {quality}, {_rate_text(size, count, info.width, info.height, info.fps)} "
+               f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
     return 0
 
 
 def _open_ncv(path: str):
-    """Open an .ncv input for reading, with a one-line error if it is missing or not a file."""
+    """Open an .ncv input for reading (``-``: standard input), with a one-line error if it is missing or not a
+    file."""
+    if path == "-":
+        _check_stdin()
+        return nullcontext(sys.stdin.buffer)  # read, never closed
     p = Path(path)
     if not p.exists():
         raise CliError(f"input not found: {path}")
@@ -291,115 +319,177 @@ def _open_ncv(path: str):
 
 @contextmanager
 def _stream_errors(path: str) -> Iterator[None]:
-    """Name the input file in errors about corrupt or truncated .ncv data."""
+    """Name the input file in errors about corrupt, truncated or over-budget .ncv data."""
     from bitstream import BitstreamError
 
     try:
         yield
     except BitstreamError as exc:
-        raise CliError(f"{path}: {_one_line(exc)}") from None
+        raise CliError(f"{'standard input' if path == '-' else path}: {_one_line(exc)}") from None
+
+
+def _decode_kind(args: argparse.Namespace) -> str:
+    from neuralcodec.io import output_kind
+
+    if args.output == "-":
+        kind = args.format or "y4m"
+        if kind not in _STREAM_KINDS:
+            args.parser.error(f"argument --format: {kind} cannot be written to standard output (use y4m or mkv)")
+        return kind
+    try:
+        return args.format or output_kind(args.output)
+    except ValueError as exc:
+        args.parser.error(f"{exc} (or give --format)")
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     import neuralcodec
-    from neuralcodec.io import open_writer, output_kind
+    from bitstream import DecodeLimits, StreamReader
+    from neuralcodec.io import atomic_output, check_output, open_writer
 
-    try:
-        kind = output_kind(args.output)
-    except ValueError as exc:
-        args.parser.error(str(exc))
+    kind = _decode_kind(args)
+    limits = DecodeLimits.of(None, args.max_pixels)
+    if args.max_samples is not None:
+        limits = DecodeLimits(limits.max_pixels, args.max_samples)
+    to_stdout = args.output == "-"
     target = Path(args.output.rstrip("/" + os.sep) or args.output)
-    _check_output(target, args.force)
+    if not to_stdout:
+        check_output(target, args.force)
     start = time.perf_counter()
-    count = 0
     with _open_ncv(args.input) as fileobj, _stream_errors(args.input):
-        codec = neuralcodec.load_codec_for_stream(fileobj)
-        fileobj.seek(0)
-        decoder = codec.stream_decoder(fileobj)
-        header = decoder.header
-        with _atomic_output(target, args.force, directory=(kind == "png")) as tmp:
-            progress = _Progress(header.frame_count, header.fps, args.quiet, "decode")
-            try:
-                with open_writer(tmp, header.width, header.height, header.fps, kind=kind) as writer:
-                    position = fileobj.tell()
-                    for frame in decoder:
-                        writer.write(frame)
-                        count += 1
-                        now = fileobj.tell()
-                        progress.update(now - position)
-                        position = now
-            finally:
-                progress.close()
-    if not args.quiet:
-        elapsed = time.perf_counter() - start
-        print(f"{target}: {count} frames {header.width}x{header.height} @ {_fps_text(header.fps)} fps "
-              f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
+        header = StreamReader(fileobj, limits).header  # the budget, before a model is even loaded
+        head = header.to_bytes()
+        codec = neuralcodec.load_codec_for_stream(io.BytesIO(head))
+        decoder = codec.stream_decoder(io.BufferedReader(_Replay(head, fileobj)), limits)
+        frames = iter(decoder)
+        first = next(frames, None)
+        if first is None:
+            raise CliError(f"{args.input}: the stream has no frames; nothing written")
+        progress = _Progress(header.frame_count, header.fps, args.quiet, "decode")
+        try:
+            if to_stdout:
+                sink = _binary_stdout()
+                with open_writer(sink, header.width, header.height, header.fps, kind=kind) as writer:
+                    _decode_into(writer, decoder, first, frames, progress)
+                sink.flush()
+            else:
+                with atomic_output(target, args.force, directory=(kind == "png")) as tmp, \
+                        open_writer(tmp, header.width, header.height, header.fps, kind=kind) as writer:
+                    _decode_into(writer, decoder, first, frames, progress)
+        finally:
+            progress.close()
+    elapsed = time.perf_counter() - start
+    count = progress.count
+    _say(args, f"{args.output if to_stdout else target}: {count} frames {header.width}x{header.height} @ "
+               f"{_fps_text(header.fps)} fps ({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
     return 0
+
+
+def _decode_into(writer, decoder, first, frames: Iterator, progress: "_Progress") -> None:
+    position = decoder.reader.header_size
+    for frame in itertools.chain([first], frames):
+        writer.write(frame)
+        progress.update(decoder.reader.position - position)
+        position = decoder.reader.position
 
 
 def _fps_text(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{fps} (~{float(fps):.3f})"
 
 
-def stream_info(path: str) -> dict:
-    """Parse an .ncv file without running the model: header fields, per-frame types and sizes, and bitrate."""
+class StreamScan:
+    """One pass over an .ncv file without running the model or keeping packets: iterate for the per-frame records
+    ({index, type, bytes, chunks}); afterwards ``summary()`` has the totals. Memory does not grow with the file."""
+
+    def __init__(self, reader, path: str):
+        self.reader, self.path = reader, path
+        self.header = reader.header
+        self.frames = self.i_frames = 0
+        self.total = reader.header_size
+
+    def __iter__(self) -> Iterator[dict]:
+        reader = self.reader
+        while True:
+            before = reader.position
+            packet = reader.read()
+            if packet is None:
+                return
+            self.frames += 1
+            self.i_frames += packet.frame_type.name == "I"
+            self.total = reader.position
+            yield {"index": self.frames - 1, "type": packet.frame_type.name, "bytes": reader.position - before,
+                   "chunks": [len(c) for c in packet.chunks]}
+
+    def header_fields(self) -> dict:
+        h = self.header
+        return {"file": str(self.path), "model_name": h.model_name, "model_hash": h.model_hash.hex(),
+                "width": h.width, "height": h.height, "fps": str(h.fps), "fps_float": float(h.fps),
+                "header_frame_count": h.frame_count, "quality": h.quality, "gop": h.gop,
+                "header_bytes": self.reader.header_size}
+
+    def summary(self) -> dict:
+        n, h = self.frames, self.header
+        duration = n / h.fps if n else Fraction(0)
+        pixels = n * h.width * h.height
+        return {"frame_count": n, "duration_s": float(duration), "total_bytes": self.total,
+                "kbit_per_s": self.total * 8 / float(duration) / 1000 if n else 0.0,
+                "bits_per_pixel": self.total * 8 / pixels if pixels else 0.0,
+                "i_frames": self.i_frames, "p_frames": n - self.i_frames}
+
+
+@contextmanager
+def _scan(path: str) -> Iterator[StreamScan]:
     from bitstream import StreamReader
 
     with _open_ncv(path) as fileobj, _stream_errors(path):
-        reader = StreamReader(fileobj)
-        header = reader.header
-        header_bytes = fileobj.tell()
-        frames = []
-        while True:
-            before = fileobj.tell()
-            packet = reader.read()
-            if packet is None:
-                break
-            frames.append({"index": len(frames), "type": packet.frame_type.name,
-                           "bytes": fileobj.tell() - before, "chunks": [len(c) for c in packet.chunks]})
-        total = fileobj.tell()
-    n = len(frames)
-    fps = header.fps
-    duration = n / fps if n else Fraction(0)
-    pixels = n * header.width * header.height
-    return {
-        "file": str(path), "model_name": header.model_name, "model_hash": header.model_hash.hex(),
-        "width": header.width, "height": header.height, "fps": str(fps), "fps_float": float(fps),
-        "frame_count": n, "header_frame_count": header.frame_count, "quality": header.quality, "gop": header.gop,
-        "duration_s": float(duration), "total_bytes": total, "header_bytes": header_bytes,
-        "kbit_per_s": total * 8 / float(duration) / 1000 if n else 0.0,
-        "bits_per_pixel": total * 8 / pixels if pixels else 0.0,
-        "i_frames": sum(f["type"] == "I" for f in frames), "p_frames": sum(f["type"] == "P" for f in frames),
-        "frames": frames,
-    }
+        yield StreamScan(StreamReader(fileobj), path)
+
+
+def stream_info(path: str) -> dict:
+    """Parse an .ncv file without running the model: header fields, per-frame types and sizes, and bitrate
+    (all frames in one dict: for very long streams, `ncodec info` streams instead)."""
+    with _scan(path) as scan:
+        frames = list(scan)
+        return {**scan.header_fields(), **scan.summary(), "frames": frames}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    info = stream_info(args.input)
-    if args.json:
-        print(json.dumps(info))
-        return 0
+    with _scan(args.input) as scan:
+        if args.json:  # one JSON object, written as it is read: the frames first, the totals after them
+            head = json.dumps(scan.header_fields())
+            sys.stdout.write(head[:-1] + ', "frames": [')
+            for f in scan:  # (formatted by hand: json.dumps per frame would double the time of a long stream)
+                sys.stdout.write(f'{", " if f["index"] else ""}{{"index": {f["index"]}, "type": "{f["type"]}", '
+                                 f'"bytes": {f["bytes"]}, "chunks": [{", ".join(map(str, f["chunks"]))}]}}')
+            sys.stdout.write("], " + json.dumps(scan.summary())[1:] + "\n")
+            return 0
+        info = scan.header_fields()
+        rows = [
+            ("file", info["file"]),
+            ("model", f"{info['model_name']} (weights sha256 {info['model_hash']}...)"),
+            ("size", f"{info['width']}x{info['height']}"),
+            ("frame rate", f"{_fps_text(Fraction(info['fps']))} fps"),
+            ("quality", str(info["quality"])),
+            ("gop", str(info["gop"])),
+        ]
+        for name, value in rows:
+            print(printable(f"{name:<11} {value}"))
+        print()
+        print(f"{'frame':>6}  type  {'bytes':>9}")
+        for frame in scan:
+            print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['bytes']:>9,}")
+        info = {**info, **scan.summary()}
     count = info["frame_count"]
     frames_text = f"{count}" + (f" (header says {info['header_frame_count']})"
                                 if info["header_frame_count"] not in (0, count) else "")
-    rows = [
-        ("file", info["file"]),
-        ("model", f"{info['model_name']} (weights sha256 {info['model_hash']}...)"),
-        ("size", f"{info['width']}x{info['height']}"),
-        ("frame rate", f"{_fps_text(Fraction(info['fps']))} fps"),
+    print()
+    for name, value in [
         ("frames", f"{frames_text}: {info['i_frames']} I, {info['p_frames']} P"),
-        ("quality", str(info["quality"])),
-        ("gop", str(info["gop"])),
         ("duration", f"{info['duration_s']:.3f} s"),
         ("total size", f"{info['total_bytes']:,} bytes (header {info['header_bytes']} bytes)"),
         ("bitrate", f"{info['kbit_per_s']:.2f} kbit/s, {info['bits_per_pixel']:.4f} bits/pixel"),
-    ]
-    for name, value in rows:
+    ]:
         print(f"{name:<11} {value}")
-    print()
-    print(f"{'frame':>6}  type  {'bytes':>9}")
-    for frame in info["frames"]:
-        print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['bytes']:>9,}")
     return 0
 
 
@@ -409,7 +499,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
-    run_demo(out)
+    run_demo(out, log=lambda text: print(printable(text)))  # the model's name comes from its file
     return 0
 
 

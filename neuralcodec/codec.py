@@ -1,21 +1,18 @@
 """The codec API: frames <-> .ncv streams, frame by frame, on top of the model and the bitstream layer."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import shutil
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import BitstreamError, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
+from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
 
 from .model import VideoCodecModel, to_levels
 
@@ -145,8 +142,8 @@ class StreamEncoder:
 class StreamDecoder:
     """Iterates over the decoded (H, W, 3) uint8 frames of an .ncv stream."""
 
-    def __init__(self, codec: "Codec", fileobj: BinaryIO):
-        self.reader = StreamReader(fileobj)
+    def __init__(self, codec: "Codec", fileobj: BinaryIO, limits: DecodeLimits | None = None):
+        self.reader = StreamReader(fileobj, DecodeLimits.of(limits))
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
@@ -212,8 +209,11 @@ class Codec:
                        quality: int | None = None, gop: int | None = None, frame_count: int = 0) -> StreamEncoder:
         return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count)
 
-    def stream_decoder(self, fileobj: BinaryIO) -> StreamDecoder:
-        return StreamDecoder(self, fileobj)
+    def stream_decoder(self, fileobj: BinaryIO, limits: DecodeLimits | None = None,
+                       max_pixels: int | None = None) -> StreamDecoder:
+        """A decoder over ``fileobj``; a stream over the budget (``limits``, default ``DecodeLimits()``, with
+        ``max_pixels`` pixels per frame if given) raises bitstream.BudgetExceededError before anything is allocated."""
+        return StreamDecoder(self, fileobj, DecodeLimits.of(limits, max_pixels))
 
     # whole clips in memory ---------------------------------------------------------
     def encode(self, frames: np.ndarray | Iterable[np.ndarray], quality: int | None = None, gop: int | None = None,
@@ -235,9 +235,9 @@ class Codec:
         enc.close()
         return buf.getvalue()
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """Bytes of an .ncv stream -> frames (T, H, W, 3) uint8."""
-        dec = self.stream_decoder(io.BytesIO(data))
+    def decode(self, data: bytes, limits: DecodeLimits | None = None, max_pixels: int | None = None) -> np.ndarray:
+        """Bytes of an .ncv stream -> frames (T, H, W, 3) uint8 (budget as in stream_decoder)."""
+        dec = self.stream_decoder(io.BytesIO(data), limits, max_pixels)
         frames = list(dec)
         if not frames:
             return np.zeros((0, dec.header.height, dec.header.width, 3), np.uint8)
@@ -245,50 +245,49 @@ class Codec:
 
     # files ------------------------------------------------------------------------
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: int | None = None,
-                    gop: int | None = None) -> int:
-        """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count."""
-        from .io import open_video
+                    gop: int | None = None, force: bool = False) -> int:
+        """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count.
+
+        An existing ``dst`` is replaced only with ``force``, and only if it is a regular file (see io.atomic_output).
+        """
+        from .io import atomic_output, open_video
         info, frames = open_video(src)
-        with _atomic(dst) as tmp, open(tmp, "wb") as f:
+        with atomic_output(dst, force) as tmp, open(tmp, "wb") as f:
             enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop)
             count = 0
             for frame in frames:
                 enc.write(frame)
                 count += 1
+            if count == 0:
+                raise ValueError(f"{src}: no frames to encode; nothing written")
             enc.close()
         return count
 
-    def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike) -> int:
-        """Decode an .ncv file to a video file (.y4m, .mkv, .mp4) or a PNG folder; returns the frame count."""
-        from .io import open_writer, output_kind
+    def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike, force: bool = False,
+                    limits: DecodeLimits | None = None, max_pixels: int | None = None) -> int:
+        """Decode an .ncv file to a video file (.y4m, .mkv, .mp4) or a PNG folder; returns the frame count.
+
+        A stream without frames is an error (nothing is written); ``force`` and the budget as in encode_file and
+        stream_decoder.
+        """
+        from .io import atomic_output, check_output, open_writer, output_kind
         kind = output_kind(dst)
-        with open(src, "rb") as f, _atomic(dst) as tmp:
-            dec = self.stream_decoder(f)
+        check_output(dst, force)  # before any decoding; atomic_output checks again
+        with open(src, "rb") as f:
+            dec = self.stream_decoder(f, limits, max_pixels)
             h = dec.header
-            writer = open_writer(tmp, h.width, h.height, h.fps, kind=kind)
-            count = 0
-            try:
-                for frame in dec:
+            frames = iter(dec)
+            first = next(frames, None)
+            if first is None:
+                raise BitstreamError(f"{src}: the stream has no frames; nothing written")
+            with atomic_output(dst, force, directory=(kind == "png")) as tmp, \
+                    open_writer(tmp, h.width, h.height, h.fps, kind=kind) as writer:
+                writer.write(first)
+                count = 1
+                for frame in frames:
                     writer.write(frame)
                     count += 1
-            finally:
-                writer.close()
         return count
-
-
-@contextlib.contextmanager
-def _atomic(dst: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside dst (same suffix) that replaces dst only if the block succeeds."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp{dst.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, dst)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

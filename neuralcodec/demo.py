@@ -14,7 +14,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from neuralcodec.io import open_video
+from neuralcodec.io import atomic_output, open_video
 
 X264_OPTIONS = {"preset": "medium", "bframes": "0"}
 CRF_RANGE = (0, 51)
@@ -166,9 +166,8 @@ def run_demo(out_dir: str | os.PathLike = "ncodec-demo", codec=None,
     labels = ["source", f"ncodec q{quality}: {result.ncodec_bytes / 1000:.1f} kB, {result.ncodec_psnr:.2f} dB",
               f"x264 crf {crf}: {result.x264_bytes / 1000:.1f} kB, {result.x264_psnr:.2f} dB"]
     image = side_by_side([frames[middle], decoded[middle], x264_decoded[middle]], labels)
-    tmp = result.image.with_name(f".{result.image.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, result.image)
+    with atomic_output(result.image, force=True) as tmp:
+        image.save(tmp, format="PNG")
 
     log(f"ncodec  model {codec.name}, quality {quality}: {result.ncodec_bytes:>8,} bytes  "
         f"{result.ncodec_bpp:.4f} bpp  PSNR {result.ncodec_psnr:.2f} dB  "
@@ -182,6 +181,5 @@ def run_demo(out_dir: str | os.PathLike = "ncodec-demo", codec=None,
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_output(path, force=True) as tmp:  # replaces an earlier run's file, nothing else
+        tmp.write_bytes(data)

@@ -12,13 +12,26 @@ Output formats, chosen by the path's suffix (see ``output_kind``):
   does not keep the size exactly).
 - a directory (a path that ends in ``/``, has no suffix, or is an existing directory): PNG frames
   ``frame_000001.png``, ``frame_000002.png``, ...
+
+Every output ncodec writes (CLI, API, demo, export, training) goes through ``atomic_output``: a temporary created
+exclusively beside the destination, fsync, then an atomic rename. An existing destination is replaced only with
+``force``, and then only if it is a regular file or a folder ncodec wrote itself (``is_frame_folder``); never another
+folder, a device, a FIFO, a socket or a symbolic link. The temporary is removed on every exit path, SIGTERM and SIGHUP
+included (they are turned into ``Interrupted`` exceptions while an output is open).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +40,8 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["VideoInfo", "InputError", "FrameWriter", "open_video", "open_writer", "output_kind", "OUTPUT_KINDS"]
+__all__ = ["VideoInfo", "InputError", "OutputError", "Interrupted", "FrameWriter", "open_video", "open_writer",
+           "output_kind", "OUTPUT_KINDS", "STDIO", "atomic_output", "check_output", "is_frame_folder"]
 
 DEFAULT_FPS = Fraction(30, 1)
 OUTPUT_KINDS = ("y4m", "mkv", "mp4", "png")
@@ -35,6 +49,8 @@ _SUFFIX_KINDS = {".y4m": "y4m", ".mkv": "mkv", ".mp4": "mp4"}
 # Demuxers/decoders that turn arbitrary text or binary files into "video" (ANSI art etc.): refuse them.
 _NOT_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf", "tty"}
 _MAX_SIDE = 16384
+STDIO = "-"  # as an input: standard input; as an output: standard output
+_FRAME_NAME = re.compile(r"frame_\d{6,}\.png")
 _MP4_CRF = 18
 
 
@@ -50,6 +66,18 @@ class VideoInfo:
 
 class InputError(ValueError):
     """A missing, unreadable or non-video input, with a one-line message."""
+
+
+class OutputError(ValueError):
+    """An output that must not be written or replaced (exists, not ours, missing folder), with a one-line message."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while an output was open (raised so that its temporary is removed)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 def _one_line(exc: BaseException) -> str:
@@ -81,6 +109,8 @@ def open_video(path: str | os.PathLike, fps: Fraction | None = None) -> tuple[Vi
     ``fps`` overrides the frame rate (for PNG folders it defaults to 30/1). Raises InputError for a missing,
     unreadable or non-video input. The iterator yields (H, W, 3) uint8 RGB frames one at a time.
     """
+    if os.fspath(path) == STDIO:
+        return _open_container(sys.stdin.buffer, fps, name="standard input")
     path = Path(path)
     if not path.exists():
         raise InputError(f"input not found: {path}")
@@ -123,9 +153,10 @@ def _read_png(file: Path) -> np.ndarray:
     raise InputError(f"cannot read {file}: no image in file")
 
 
-def _open_container(path: Path, fps: Fraction | None) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+def _open_container(source, fps: Fraction | None, name: str | None = None) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    path = name or source  # what error messages call the input
     try:
-        container = av.open(str(path))
+        container = av.open(source if name else str(source))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: not a video file ({_one_line(exc)})") from None
     try:
@@ -249,7 +280,7 @@ class _AvWriter(FrameWriter):
             options = {"crf": str(_MP4_CRF), "preset": "medium"}
             self._pad = (height % 2, width % 2)
         self._pix_fmt = pix_fmt
-        self._container = av.open(str(path), "w", format=fmt)
+        self._container = av.open(path if hasattr(path, "write") else str(path), "w", format=fmt)
         try:
             self._stream = self._container.add_stream(codec, rate=fps)
             self._stream.width = width + self._pad[1]
@@ -291,9 +322,15 @@ class _AvWriter(FrameWriter):
                 pass
 
 
-def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
-                kind: str | None = None) -> FrameWriter:
-    """Open a frame writer; the format comes from ``kind`` (one of OUTPUT_KINDS) or else from the path's suffix."""
+def open_writer(path, width: int, height: int, fps: Fraction, kind: str | None = None) -> FrameWriter:
+    """Open a frame writer; the format comes from ``kind`` (one of OUTPUT_KINDS) or else from the path's suffix.
+
+    ``path`` may also be a writable binary file object (e.g. ``sys.stdout.buffer``) for the streamable kinds
+    'y4m' and 'mkv'; ``kind`` is then required.
+    """
+    if hasattr(path, "write"):
+        if kind not in ("y4m", "mkv"):
+            raise ValueError(f"cannot write {kind or 'an unnamed format'} to a stream: use y4m or mkv")
     if not (isinstance(width, int) and isinstance(height, int) and 1 <= width <= _MAX_SIDE
             and 1 <= height <= _MAX_SIDE):
         raise ValueError(f"frame size must be 1..{_MAX_SIDE} pixels per side, got {width}x{height}")
@@ -303,4 +340,201 @@ def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
         raise ValueError(f"unknown output kind {kind!r}: use one of {', '.join(OUTPUT_KINDS)}")
     if kind == "png":
         return _PngDirWriter(Path(path), width, height, fps)
-    return _AvWriter(Path(path), width, height, fps, kind)
+    return _AvWriter(path if hasattr(path, "write") else Path(path), width, height, fps, kind)
+
+
+# ---------------------------------------------------------------- safe outputs
+
+
+def is_frame_folder(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a real folder (not a link) holding only regular files named frame_NNNNNN.png, at least
+    one: a folder of PNG frames as ncodec writes it, the only kind of folder ``--force`` may replace."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        found = False
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if not (_FRAME_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)):
+                    return False
+                found = True
+        return found
+    except OSError:
+        return False
+
+
+def _what(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _holds_cwd(path: Path) -> bool:
+    try:
+        here, there = Path.cwd().resolve(), path.resolve()
+    except OSError:
+        return True
+    return here == there or there in here.parents
+
+
+def check_output(dst: str | os.PathLike, force: bool = False) -> None:
+    """Raise OutputError unless ``dst`` may be written: its folder exists, and it does not exist or (with ``force``)
+    is a regular file or a folder of ncodec's own PNG frames (not the current folder or one above it)."""
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {dst.parent}")
+    try:
+        mode = os.lstat(dst).st_mode
+    except FileNotFoundError:
+        return
+    if not force:
+        raise OutputError(f"{dst} exists (use --force to overwrite)")
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        if is_frame_folder(dst) and not _holds_cwd(dst):
+            return
+        raise OutputError(f"{dst} is a folder that ncodec did not write (--force replaces only a folder holding "
+                          f"nothing but its frame_NNNNNN.png files); left untouched")
+    raise OutputError(f"{dst} is a {_what(mode)}, not a regular file (--force replaces only regular files and "
+                      f"ncodec's frame folders); left untouched")
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    for sig in _CAUGHT:  # a second signal must not interrupt the clean-up
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+_CAUGHT = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP (if left at their default action) raise Interrupted."""
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in _CAUGHT:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                installed[sig] = signal.signal(sig, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for sig, old in installed.items():
+            signal.signal(sig, old)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _discard(path: Path) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync(path: Path, directory: bool) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0) | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(tmp: Path, directory: bool) -> None:
+    if directory:
+        with os.scandir(tmp) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    _fsync(Path(entry.path), False)
+    _fsync(tmp, directory)
+
+
+def _commit(tmp: Path, dst: Path, force: bool, directory: bool) -> None:
+    """Move the finished temporary onto dst, re-checking dst at the last moment."""
+    check_output(dst, force)
+    try:
+        mode = os.lstat(dst).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is None:
+        if directory:
+            os.rename(tmp, dst)
+        else:
+            try:
+                os.link(tmp, dst)  # never replaces: fails if dst appeared meanwhile
+            except FileExistsError:
+                raise OutputError(f"{dst} exists (use --force to overwrite)") from None
+            except OSError:  # a file system without hard links
+                os.rename(tmp, dst)
+            else:
+                os.unlink(tmp)
+    elif stat.S_ISREG(mode) and not directory:
+        os.replace(tmp, dst)
+    else:  # a folder is involved: move the old one aside, check it is still ours, move the new one in
+        aside = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old", dir=dst.parent))
+        old = aside / "old"
+        os.rename(dst, old)
+        if not (stat.S_ISREG(os.lstat(old).st_mode) or is_frame_folder(old)):
+            os.rename(old, dst)
+            os.rmdir(aside)
+            raise OutputError(f"{dst} changed while being replaced; left untouched")
+        try:
+            os.rename(tmp, dst)
+        except BaseException:
+            os.rename(old, dst)
+            os.rmdir(aside)
+            raise
+        _discard(aside)
+    try:
+        _fsync(dst.parent, True)
+    except OSError:
+        pass
+
+
+@contextmanager
+def atomic_output(dst: str | os.PathLike, force: bool = False, directory: bool = False) -> Iterator[Path]:
+    """Yield a new temporary path (a file, or a folder if ``directory``) beside ``dst``; when the block succeeds,
+    fsync it and rename it onto ``dst``; on any failure, interrupt, SIGTERM or SIGHUP, delete it.
+
+    The temporary is created exclusively (random name, never following a link). ``dst`` must not exist unless
+    ``force``, and even then only a regular file or a folder of ncodec's own frames is replaced (see check_output);
+    OutputError otherwise, before and again just before the rename.
+    """
+    dst = Path(dst)
+    check_output(dst, force)
+    with _signals_raise():
+        tmp = None
+        try:
+            prefix = f".{dst.name}.tmp"
+            if directory:
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dst.parent))
+            else:
+                fd, name = tempfile.mkstemp(prefix=prefix, dir=dst.parent)
+                os.close(fd)
+                tmp = Path(name)
+            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # mkstemp/mkdtemp make private ones
+            yield tmp
+            _sync_tree(tmp, directory)
+            _commit(tmp, dst, force, directory)
+        except BaseException:
+            if tmp is not None:
+                _discard(tmp)
+            raise

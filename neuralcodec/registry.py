@@ -49,9 +49,9 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
     levels = levels or default_levels(model.cfg.num_stages)
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
             "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from .io import atomic_output
+    with atomic_output(path, force=True) as tmp:  # replaces an older model file, never a folder or device
+        save_file(tensors, str(tmp), metadata=meta)
     return file_sha256(path)
 
 

@@ -15,10 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstream import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SAMPLES,
     FORMAT_VERSION,
     MAGIC,
     BitstreamError,
+    BudgetExceededError,
     ChecksumError,
+    DecodeLimits,
     FrameType,
     HeaderValueError,
     NotNcvError,
@@ -350,3 +354,56 @@ def test_packet_validation():
 def test_import_is_light():
     code = "import sys, bitstream; assert 'torch' not in sys.modules and 'compressai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def raw_packet(chunks: list[bytes], frame_type: int = 0) -> bytes:
+    head = bytes([frame_type, len(chunks)]) + b"".join(struct.pack(">I", len(c)) for c in chunks) + b"".join(chunks)
+    return head + struct.pack(">I", zlib.crc32(head))
+
+
+def test_decode_limits_refuse_huge_frames_before_any_packet():
+    data = raw_header(16384, 16384, count=1) + raw_packet([b"x"])
+    assert len(data) < 80
+    tracemalloc.start()
+    try:
+        with pytest.raises(BudgetExceededError, match="16384x16384"):
+            StreamReader(io.BytesIO(data), DecodeLimits())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert StreamReader(io.BytesIO(data)).header.width == 16384  # no budget: parsing alone is bounded
+    assert StreamReader(io.BytesIO(data), DecodeLimits(max_pixels=16384 * 16384)).read() is not None
+
+
+def test_decode_limits_total_samples_declared_and_streaming():
+    limits = DecodeLimits(max_pixels=100, max_samples=10 * 10 * 3 * 4)  # four 10x10 frames
+    with pytest.raises(BudgetExceededError, match="5 frames"):
+        StreamReader(io.BytesIO(raw_header(10, 10, count=5)), limits)
+    # frame_count 0 (streaming): the same budget, checked before each packet's data is read
+    reader = StreamReader(io.BytesIO(raw_header(10, 10) + raw_packet([b"ab"]) * 6), limits)
+    assert [reader.read() is not None for _ in range(4)] == [True] * 4
+    with pytest.raises(BudgetExceededError, match="5 frames"):
+        reader.read()
+    exact = raw_header(10, 10) + raw_packet([b"ab"]) * 4  # ending right at the budget is fine
+    assert len(unpack_stream(exact, limits)[1]) == 4
+
+
+def test_decode_limits_values():
+    assert DecodeLimits().max_pixels == DEFAULT_MAX_PIXELS == 8192 * 4320
+    assert DecodeLimits.of(None, 7) == DecodeLimits(max_pixels=7, max_samples=DEFAULT_MAX_SAMPLES)
+    custom = DecodeLimits(5, 6)
+    assert DecodeLimits.of(custom) is custom
+    for bad in [0, -1, 1.5, True, "9"]:
+        with pytest.raises(ValueError):
+            DecodeLimits(max_pixels=bad)
+    with pytest.raises(TypeError):
+        DecodeLimits.of(object())
+
+
+def test_reader_position_counts_every_byte():
+    data = raw_header(8, 8, name=b"name") + raw_packet([b"abc", b""]) + raw_packet([])
+    reader = StreamReader(io.BytesIO(data))
+    assert reader.position == reader.header_size == 47
+    positions = [reader.position for _ in reader]
+    assert positions == [47 + 6 + 4 * 2 + 3, len(data)] and reader.position == len(data)

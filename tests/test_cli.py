@@ -142,7 +142,12 @@ def test_installed_command_version_and_exit_codes(tmp_path, stream):
     assert listing(tmp_path) == before
 
 
-def test_interrupt_removes_temp_file(tmp_path):
+@pytest.mark.parametrize("signum,status,message", [
+    (signal.SIGINT, 130, "ncodec: interrupted"),
+    (signal.SIGTERM, 143, "ncodec: interrupted by signal 15"),
+    (signal.SIGHUP, 129, "ncodec: interrupted by signal 1"),
+], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_interrupt_removes_temp_file(tmp_path, signum, status, message):
     clip = tmp_path / "long.y4m"
     with open_writer(clip, 64, 48, Fraction(25)) as writer:
         for frame in pattern(64, 48, 1000):
@@ -154,10 +159,10 @@ def test_interrupt_removes_temp_file(tmp_path):
     while not list(tmp_path.glob(".out.ncv.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # let it code a few frames
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines() == ["ncodec: interrupted"]
+    assert proc.returncode == status, err
+    assert err.strip().splitlines() == [message]
     assert listing(tmp_path) == before
 
 
@@ -341,9 +346,14 @@ def test_existing_output_needs_force(tmp_path, stream):
     ok("decode", stream, "-o", tmp_path / "a.mkv", "--force", "--quiet")
     info, _ = open_video(tmp_path / "a.mkv")
     assert (info.width, info.height) == (33, 17)
-    ok("decode", stream, "-o", tmp_path / "dir", "--force", "--quiet")
-    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 6)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mkv", "a.ncv", "dir", "in.y4m"]
+    before = listing(tmp_path)
+    assert_error(cli("decode", stream, "-o", tmp_path / "dir", "--force"), "did not write", "untouched")
+    assert listing(tmp_path) == before  # a folder ncodec did not write is never replaced, even with --force
+    ok("decode", stream, "-o", tmp_path / "frames", "--quiet")
+    (tmp_path / "frames" / "frame_000009.png").write_bytes(b"an older, longer decode")
+    ok("decode", stream, "-o", tmp_path / "frames", "--force", "--quiet")  # ncodec's own frame folder is
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 6)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mkv", "a.ncv", "dir", "frames", "in.y4m"]
     assert oct((tmp_path / "a.ncv").stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
 
 
@@ -382,3 +392,245 @@ def test_demo_x264_match_is_closest_not_above():
     assert crf == 0 or x264_roundtrip(frames, fps, crf - 1)[0] > target  # one CRF lower would be too big
     assert 25 < psnr(frames, decoded) < 60
     assert match_x264(frames, fps, 10)[0] == 51  # unreachably small: the smallest x264 can do
+
+
+# ---------------------------------------------------------------- hardening: outputs, budgets, info, terminal, pipes
+
+
+def packet_bytes(packets: list[bitstream.Packet]) -> bytes:
+    """Packets as they appear in a stream, after its header."""
+    dummy = bitstream.StreamHeader(1, 1, 1, len(packets), 0, 0, "", bytes(8))
+    return bitstream.pack_stream(dummy, packets)[len(dummy.to_bytes()):]
+
+
+def crafted(stream: Path, packets: list[bitstream.Packet] = (), **fields) -> bytes:
+    """The header of ``stream`` (so it names the shipped model) with ``fields`` replaced and a valid CRC, followed by
+    ``packets`` (default: none)."""
+    return dataclasses.replace(header_of(stream), **fields).to_bytes() + packet_bytes(list(packets))
+
+
+def test_force_never_touches_what_ncodec_did_not_write(tmp_path, stream, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "precious.txt").write_text("precious")
+    frames = tmp_path / "frames"
+    ok("decode", stream, "-o", frames, "--quiet")
+    victim = tmp_path / "victim.mkv"
+    victim.write_bytes(b"precious")
+    (tmp_path / "link.mkv").symlink_to(victim)
+    fifo = tmp_path / "fifo.mkv"
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(fifo)
+    clip = write_clip(tmp_path / "in.y4m", pattern(W, H, 2), "rawvideo", "yuv420p")
+    before = listing(tmp_path / "work"), sorted(os.listdir(tmp_path)), victim.read_bytes()
+    monkeypatch.chdir(work)
+    cases = [
+        (["decode", stream, "-o", work, "--force"], "did not write"),   # the folder we are in: issue's `-o "$PWD"`
+        (["decode", stream, "-o", ".", "--force"], "did not write"),
+        (["decode", stream, "-o", tmp_path, "--force"], "did not write"),
+        (["decode", stream, "-o", tmp_path / "link.mkv", "--force"], "symbolic link"),
+        (["encode", clip, "-o", tmp_path / "link.ncv", "--force"], "symbolic link"),
+        (["decode", stream, "-o", "/dev/null", "--force"], "character device"),
+    ]
+    (tmp_path / "link.ncv").symlink_to(victim)
+    if fifo.exists():
+        cases += [(["decode", stream, "-o", fifo, "--force"], "FIFO"),
+                  (["decode", stream, "-o", fifo, "--force", "--format", "png"], "FIFO")]
+    for args, words in cases:
+        assert_error(cli(*args), words, "untouched")
+    assert (listing(work), sorted(os.listdir(tmp_path)), victim.read_bytes()) == (
+        before[0], sorted([*before[1], "link.ncv"]), before[2])
+    assert fifo.is_fifo() or not hasattr(os, "mkfifo")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    monkeypatch.chdir(frames)  # even ncodec's own frame folder is not replaced while we are inside it
+    assert_error(cli("decode", stream, "-o", frames, "--force"), "did not write")
+
+
+def test_api_outputs_are_safe_and_never_follow_links(tmp_path, stream):
+    codec = neuralcodec.load_codec()
+    clip = write_clip(tmp_path / "in.y4m", pattern(W, H, 2), "rawvideo", "yuv420p")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    for name in ["out.ncv", "out.mkv"]:  # the old predictable temporary names, planted as links
+        (tmp_path / f".{name}.{os.getpid()}.tmp{Path(name).suffix}").symlink_to(victim)
+    planted = listing(tmp_path)
+    assert codec.encode_file(clip, tmp_path / "out.ncv") == 2
+    assert codec.decode_file(stream, tmp_path / "out.mkv") == 5
+    assert victim.read_bytes() == b"precious"
+    assert sorted(listing(tmp_path)) == sorted([*planted, "out.ncv", "out.mkv"])  # no temporary left
+    with pytest.raises(ValueError, match="exists"):
+        codec.decode_file(stream, tmp_path / "out.mkv")
+    assert codec.decode_file(stream, tmp_path / "out.mkv", force=True) == 5
+    with pytest.raises(bitstream.BudgetExceededError):
+        codec.decode_file(stream, tmp_path / "small.mkv", max_pixels=100)
+    with pytest.raises(bitstream.BudgetExceededError):
+        codec.decode(stream.read_bytes(), limits=bitstream.DecodeLimits(max_samples=33 * 17 * 3 * 4))
+    assert len(codec.decode(stream.read_bytes(), max_pixels=33 * 17)) == 5
+    assert not (tmp_path / "small.mkv").exists()
+
+
+def test_zero_frame_stream_is_an_error_and_writes_nothing(tmp_path, stream):
+    empty = tmp_path / "empty.ncv"
+    empty.write_bytes(crafted(stream, frame_count=0))
+    with open(empty, "rb") as f:
+        assert bitstream.StreamReader(f).read() is None  # a valid stream, just without frames
+    before = listing(tmp_path)
+    for output in ["a.y4m", "a.mkv", "a.mp4", "frames", "frames/"]:
+        assert_error(cli("decode", empty, "-o", tmp_path / output), "no frames", "nothing written")
+        assert listing(tmp_path) == before
+    with pytest.raises(bitstream.BitstreamError, match="no frames"):
+        neuralcodec.load_codec().decode_file(empty, tmp_path / "a.mkv")
+    assert listing(tmp_path) == before
+
+
+def test_oversized_streams_refused_fast_with_bounded_memory(tmp_path, stream):
+    import resource
+
+    packet = bitstream.Packet(bitstream.FrameType.I, (b"", b"\x00" * 8))
+    huge = crafted(stream, width=16384, height=16384, frame_count=1)  # the issue's 77-byte stream
+    long = crafted(stream, [packet] * 1001, width=8192, height=8192, frame_count=1001)
+    endless = crafted(stream, [packet] * 200, width=4096, height=4096, frame_count=0)  # counted as it is read
+    for name, data in [("huge.ncv", huge), ("long.ncv", long), ("endless.ncv", endless)]:
+        (tmp_path / name).write_bytes(data)
+    assert len(huge) < 100 and len(long) < 30000
+    before = listing(tmp_path)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, extra, words in [("huge.ncv", [], ["16384x16384", "--max-pixels"]),
+                               ("long.ncv", [], ["8192x8192", "--max-pixels"]),
+                               ("long.ncv", ["--max-pixels", "8192x8192", "--max-samples", "100000000000"],
+                                ["1,001 frames", "--max-samples"]),
+                               ("endless.ncv", ["--max-samples", "1000"], ["1 frame of 4096x4096"])]:
+        start = time.perf_counter()
+        assert_error(cli("decode", tmp_path / name, "-o", tmp_path / "out.mkv", *extra), name, *words)
+        assert time.perf_counter() - start < 1.0, name
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 100_000  # KiB: nothing frame-sized
+    assert_error(cli("decode", stream, "-o", tmp_path / "out.mkv", "--max-pixels", "100"), "33x17", "exceeds")
+    assert listing(tmp_path) == before
+    ok("decode", stream, "-o", tmp_path / "out.mkv", "--max-pixels", "33x17", "--max-samples", str(33 * 17 * 3 * 5))
+    for bad in ["0", "x", "4x0", "-5"]:
+        assert cli("decode", stream, "-o", tmp_path / "b.mkv", "--max-pixels", bad).returncode == 2
+
+
+def many_empty_packets(stream: Path, count: int) -> bytes:
+    return crafted(stream, frame_count=0) + packet_bytes([bitstream.Packet(bitstream.FrameType.P, ())]) * count
+
+
+def test_info_streams_in_flat_memory(tmp_path, stream):
+    import tracemalloc
+
+    from neuralcodec.cli import _scan
+
+    peaks = {}
+    for count in (2_000, 40_000):
+        path = tmp_path / f"many{count}.ncv"
+        path.write_bytes(many_empty_packets(stream, count))
+        tracemalloc.start()
+        try:
+            with _scan(str(path)) as scan:
+                assert sum(1 for _ in scan) == count
+                summary = scan.summary()
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert summary["frame_count"] == count and summary["total_bytes"] == path.stat().st_size
+    assert peaks[40_000] < peaks[2_000] + 64 * 1024 and peaks[40_000] < 1 << 20, peaks
+    data = json.loads(ok("info", tmp_path / "many2000.ncv", "--json").stdout)
+    assert data["frame_count"] == len(data["frames"]) == 2000 and data["p_frames"] == 2000
+    assert data["header_bytes"] + sum(f["bytes"] for f in data["frames"]) == data["total_bytes"]
+    text = ok("info", tmp_path / "many2000.ncv").stdout
+    assert "frames      2000: 0 I, 2000 P" in text and "  1999  P" in text
+
+
+def test_strings_from_streams_are_escaped(tmp_path, stream):
+    evil = "\x1b[2J\x1b]0;pwned\x07bad\u202ename\n"
+    header, packets = bitstream.unpack_stream(stream.read_bytes())
+    path = tmp_path / "evil.ncv"
+    path.write_bytes(bitstream.pack_stream(dataclasses.replace(header, model_name=evil), packets))
+    text = ok("info", path).stdout
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b[2J\\x1b]0;pwned\\x07bad\\u202ename\\n" in text
+    assert json.loads(ok("info", path, "--json").stdout)["model_name"] == evil  # JSON escapes, and keeps it exact
+    result = cli("decode", path, "-o", tmp_path / "a.mkv")
+    assert_error(result, "\\x1b[2J")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    from neuralcodec.cli import printable
+    assert printable("ok é 日本") == "ok é 日本" and printable("a\tb\x00") == "a\\tb\\x00"
+
+
+class _Std(io.TextIOWrapper):
+    def __init__(self, data: bytes = b"", tty: bool = False):
+        super().__init__(io.BytesIO(data), encoding="utf-8")
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def cli_bytes(*args, stdin: bytes = b"", tty: bool = False) -> tuple[int, bytes, str]:
+    """`ncodec` in-process with bytes on standard input; returns (status, standard output bytes, stderr)."""
+    out, err = _Std(tty=tty), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(pytest.MonkeyPatch.context()).setattr(sys, "stdin", _Std(stdin))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: usage errors
+            code = exc.code
+        out.flush()
+    return code, out.buffer.getvalue(), err.getvalue()
+
+
+def test_pipes_in_process(tmp_path, stream):
+    clip = write_clip(tmp_path / "in.y4m", pattern(W, H, 3), "rawvideo", "yuv420p", FPS)
+    code, ncv, err = cli_bytes("encode", "-", "-o", "-", stdin=clip.read_bytes())
+    assert code == 0 and ncv.startswith(bitstream.MAGIC) and "3 frames" in err, err
+    header, packets = bitstream.unpack_stream(ncv)  # (a real pipe keeps frame_count 0: see the next test)
+    assert (header.width, header.height, header.fps, len(packets)) == (W, H, FPS, 3)
+    code, y4m, err = cli_bytes("decode", "-", "-o", "-", stdin=ncv)
+    assert code == 0 and y4m.startswith(b"YUV4MPEG2 W40 H24 F30000:1001") and y4m.count(b"FRAME") == 3, err
+    (tmp_path / "out.y4m").write_bytes(y4m)
+    _, frames = open_video(tmp_path / "out.y4m")
+    assert all(np.abs(a.astype(float) - b).mean() < 40 for a, b in zip(pattern(W, H, 3), frames, strict=True))
+    code, mkv, err = cli_bytes("decode", stream, "-o", "-", "--format", "mkv")
+    assert code == 0 and mkv.startswith(b"\x1a\x45\xdf\xa3"), err  # Matroska
+    (tmp_path / "out.mkv").write_bytes(mkv)
+    assert len(list(open_video(tmp_path / "out.mkv")[1])) == 5
+    assert cli_bytes("decode", stream, "-o", "-", "--format", "mp4")[0] == 2  # cannot stream
+    code, out, err = cli_bytes("decode", stream, "-o", "-", tty=True)
+    assert code == 1 and out == b"" and "terminal" in err
+    code, out, err = cli_bytes("encode", "-", "-o", "-", stdin=b"")
+    assert code == 1 and out == b"" and err.startswith("ncodec: error: ")
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as patch:
+        patch.setattr(_Std, "isatty", lambda self: True)  # stdin and stdout both terminals
+        for args in (["encode", "-", "-o", tmp_path / "x.ncv"], ["decode", "-", "-o", tmp_path / "x.mkv"]):
+            code, out, err = cli_bytes(*args, stdin=ncv)
+            assert code == 1 and "standard input is a terminal" in err, err
+    code, out, err = cli_bytes("decode", "-", "-o", tmp_path / "x.mkv", stdin=ncv[:-3])
+    assert code == 1 and "standard input" in err and not (tmp_path / "x.mkv").exists()
+
+
+def test_pipes_between_processes(tmp_path):
+    """`... | ncodec encode - -o - | ncodec decode - -o - | ...`: data on stdout, messages on stderr."""
+    clip = write_clip(tmp_path / "in.y4m", pattern(W, H, 3), "rawvideo", "yuv420p", FPS)
+    script = (f'set -o pipefail; cat in.y4m | "{NCODEC}" encode - -o - 2>enc.err | tee x.ncv '
+              f'| "{NCODEC}" decode - -o - 2>dec.err > out.y4m')
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=ENV)
+    assert result.returncode == 0, (tmp_path / "enc.err").read_text() + (tmp_path / "dec.err").read_text()
+    assert "3 frames" in (tmp_path / "enc.err").read_text() and "3 frames" in (tmp_path / "dec.err").read_text()
+    header, packets = bitstream.unpack_stream((tmp_path / "x.ncv").read_bytes())
+    assert (header.frame_count, len(packets)) == (0, 3)  # not seekable: frame_count stays 0, the stream ends at EOF
+    info, frames = open_video(tmp_path / "out.y4m")
+    assert (info.width, info.height, info.fps, len(list(frames))) == (W, H, FPS, 3)
+    assert clip.exists()
+
+
+def test_help_documents_budgets_pipes_and_exit_status():
+    text = cli("--help").stdout
+    for word in ["--max-pixels", "standard input", "130", "143", "--force replaces only"]:
+        assert word in text, word
+    decode_help = " ".join(cli("decode", "--help").stdout.split())
+    assert f"{bitstream.DEFAULT_MAX_PIXELS:,}" in decode_help and f"{bitstream.DEFAULT_MAX_SAMPLES:,}" in decode_help
+    assert "--format" in decode_help and "--max-samples" in decode_help

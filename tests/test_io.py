@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from neuralcodec.io import InputError, VideoInfo, open_video, open_writer, output_kind
+from neuralcodec.io import (
+    InputError,
+    Interrupted,
+    OutputError,
+    VideoInfo,
+    atomic_output,
+    is_frame_folder,
+    open_video,
+    open_writer,
+    output_kind,
+)
 
 
 def pattern(width: int, height: int, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -257,3 +269,93 @@ def test_iterator_can_be_abandoned(tmp_path):
     first = next(frames)
     assert np.array_equal(first, source[0])
     frames.close()  # abandoning the iterator closes the container
+
+
+# ---------------------------------------------------------------- atomic_output: the one safe output routine
+
+
+def test_atomic_output_writes_on_success_only(tmp_path):
+    dst = tmp_path / "out.bin"
+    with atomic_output(dst) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.bin.tmp") and tmp.exists()
+        tmp.write_bytes(b"new")
+    assert dst.read_bytes() == b"new" and os.listdir(tmp_path) == ["out.bin"]
+    names = set()
+    for _ in range(2):  # unpredictable temporary names
+        with pytest.raises(RuntimeError), atomic_output(tmp_path / "other.bin") as tmp:
+            names.add(tmp.name)
+            tmp.write_bytes(b"partial")
+            raise RuntimeError
+    assert len(names) == 2 and os.listdir(tmp_path) == ["out.bin"]
+    with pytest.raises(OutputError, match="exists"), atomic_output(dst) as tmp:
+        pass
+    with atomic_output(dst, force=True) as tmp:
+        tmp.write_bytes(b"newer")
+    assert dst.read_bytes() == b"newer" and os.listdir(tmp_path) == ["out.bin"]
+    with pytest.raises(OutputError, match="does not exist"), atomic_output(tmp_path / "no" / "x") as tmp:
+        pass
+
+
+def test_atomic_output_refuses_what_is_not_ours(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / "link").symlink_to(victim)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "frame_000001.png").write_bytes(b"png")
+    (tmp_path / "folder" / "notes.txt").write_bytes(b"mine")
+    (tmp_path / "empty").mkdir()
+    targets = {"link": "symbolic link", "folder": "did not write", "empty": "did not write"}
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        targets["fifo"] = "FIFO"
+    for name, words in targets.items():
+        for directory in (False, True):
+            with pytest.raises(OutputError, match=words), atomic_output(tmp_path / name, True, directory) as tmp:
+                tmp.joinpath("x").write_bytes(b"") if directory else tmp.write_bytes(b"")
+    assert victim.read_bytes() == b"precious" and (tmp_path / "link").is_symlink()
+    assert sorted(os.listdir(tmp_path / "folder")) == ["frame_000001.png", "notes.txt"]
+    assert sorted(os.listdir(tmp_path)) == sorted({"victim", *targets})  # no temporary left
+    with pytest.raises(OutputError, match="character device"), atomic_output("/dev/null", force=True):
+        pass
+
+
+def test_frame_folder_is_replaced_only_when_it_holds_only_frames(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 3):
+        (frames / f"frame_{i:06d}.png").write_bytes(b"old")
+    assert is_frame_folder(frames)
+    with atomic_output(frames, force=True, directory=True) as tmp:
+        (tmp / "frame_000001.png").write_bytes(b"new")
+    assert os.listdir(frames) == ["frame_000001.png"] and sorted(os.listdir(tmp_path)) == ["frames"]
+    (frames / "sub").mkdir()
+    assert not is_frame_folder(frames) and not is_frame_folder(tmp_path / "missing")
+    (frames / "sub").rmdir()
+    (frames / "frame_000002.png").symlink_to(tmp_path)
+    assert not is_frame_folder(frames)
+
+
+def test_sigterm_and_sighup_remove_the_temporary(tmp_path):
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        before = signal.getsignal(signum)
+        with pytest.raises(Interrupted) as err, atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"partial")
+            os.kill(os.getpid(), signum)
+        assert err.value.signum == signum and isinstance(err.value, KeyboardInterrupt)
+        assert os.listdir(tmp_path) == [] and signal.getsignal(signum) == before  # handler restored
+
+
+def test_stdin_and_file_object_writers(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    source = pattern(16, 8, 2)
+    buf = io.BytesIO()
+    with open_writer(buf, 16, 8, Fraction(25), kind="y4m") as writer:
+        for frame in source:
+            writer.write(frame)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(buf.getvalue())))
+    info, frames = open_video("-")
+    assert (info.width, info.height, info.fps) == (16, 8, Fraction(25)) and len(list(frames)) == 2
+    with pytest.raises(ValueError, match="y4m or mkv"):
+        open_writer(io.BytesIO(), 16, 8, Fraction(25), kind="mp4")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .losses import AdversarialLoss, distortion
 from ..model import ModelConfig, VideoCodecModel
+from ..io import atomic_output
 
 
 @dataclass
@@ -118,13 +119,9 @@ class Trainer:
         state = {"config": self.cfg.to_json(), "step": self.step, "vq_ready": self.vq_ready,
                  "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                  "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        latest = self.out / "latest.pt"
-        tmp2 = latest.with_suffix(".tmp")
-        torch.save(state, tmp2)
-        os.replace(tmp2, latest)
+        for target in (path, self.out / "latest.pt"):
+            with atomic_output(target, force=True) as tmp:
+                torch.save(state, tmp)
         return path
 
     def load(self, path: str | Path) -> None:

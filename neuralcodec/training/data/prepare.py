@@ -5,7 +5,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -47,10 +46,9 @@ def _save_npy(root: Path, rel: str, arr: np.ndarray) -> None:
     """Write an array atomically (tmp file + rename) so an interrupted run never leaves a partial file."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    from ...io import atomic_output
+    with atomic_output(path, force=True) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def _entry(source: str, split: str, name: str, rel: str, shape: tuple[int, ...], **extra) -> dict:
@@ -136,9 +134,9 @@ def write_manifest(root: str | Path, entries: list[dict]) -> None:
     data = {"version": 1, "entries": [by_path[k] for k in sorted(by_path)]}
     p = Path(root) / MANIFEST
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, p)
+    from ...io import atomic_output
+    with atomic_output(p, force=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 # --------------------------------------------------------------------------- sources
