@@ -532,6 +532,8 @@ def atomic_output(dst: str | os.PathLike, force: bool = False, directory: bool =
                 tmp = Path(name)
             os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # mkstemp/mkdtemp make private ones
             yield tmp
+            if not directory:  # a writer may have replaced the file (and its mode) under the temporary name
+                os.chmod(tmp, 0o666 & ~_umask())
             _sync_tree(tmp, directory)
             _commit(tmp, dst, force, directory)
         except BaseException:

@@ -56,27 +56,54 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
 
 
 def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None]:
-    """Build the model a safetensors file describes; returns (model, name, quality table)."""
+    """Build the model a safetensors file describes; returns (model, name, quality table). ModelError on any defect.
+
+    The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor is
+    built, and every tensor's shape is checked against the built model before it is read.
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
-                raise ModelError(f"{path}: not an ncodec model file (format {meta.get('format')!r})")
-            cfg = ModelConfig.from_json(meta["config"])
+                fmt = str(meta.get("format"))[:40]
+                raise ModelError(f"{path}: not an ncodec model file (format {fmt!r})")
+            for key in ("name", "config"):
+                if not isinstance(meta.get(key), str) or len(meta[key]) > 1 << 16:
+                    raise ModelError(f"{path}: model file lacks a valid {key!r} entry")
+            try:
+                cfg = ModelConfig.from_json(meta["config"])
+            except ValueError as e:
+                raise ModelError(f"{path}: bad model config: {e}") from None
             levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
                        for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            model = VideoCodecModel(cfg)
+            ref = model.state_dict()
+            if set(f.keys()) != set(ref):
+                missing, extra = sorted(set(ref) - set(f.keys()))[:3], sorted(set(f.keys()) - set(ref))[:3]
+                raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {extra})")
+            state = {}
+            for k in ref:
+                shape = tuple(f.get_slice(k).get_shape())
+                if k.endswith("entropy.cdf") or k == "entropy.cdf":
+                    if len(shape) != 2 or shape[0] * shape[1] > 1 << 24:
+                        raise ModelError(f"{path}: bad CDF table shape {shape}")
+                elif shape != tuple(ref[k].shape):
+                    raise ModelError(f"{path}: tensor {k} has shape {shape}, the config needs {tuple(ref[k].shape)}")
+                t = f.get_tensor(k)
+                state[k] = t.to(ref[k].dtype) if ref[k].is_floating_point() and t.is_floating_point() else t
     except ModelError:
         raise
-    except Exception as e:  # safetensors raises several types for a bad file
-        raise ModelError(f"{path}: cannot read model file ({e})") from None
-    model = VideoCodecModel(cfg)
-    ref = model.state_dict()
-    state = {k: v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v for k, v in state.items()}
+    except Exception as e:  # safetensors, json and Level raise several types for a bad file
+        raise ModelError(f"{path}: cannot read model file ({type(e).__name__}: {str(e)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+        raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
+    if model.entropy.exported:
+        try:
+            model.entropy.tables()
+        except ValueError as e:
+            raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
     return model.eval(), meta["name"], levels
 
 

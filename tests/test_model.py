@@ -141,3 +141,44 @@ def test_motion_residual_round_trip():
     np.testing.assert_array_equal(residual_to_mv(mv_to_residual(mv)), mv)
     pan = np.full((2, 5, 7), 8)
     assert np.count_nonzero(mv_to_residual(pan)) == 2      # a uniform pan costs one vector
+
+
+@pytest.mark.parametrize("change", [
+    {"channels": [200000, 12, 16]}, {"latent_dim": 0}, {"stride": 0}, {"num_stages": 10 ** 6},
+    {"channels": "wide"}, {"codebook_size": 1.5}, {"bogus": 1},
+])
+def test_hostile_model_config_is_refused(tiny_model, tmp_path, change):
+    import json
+    from safetensors.torch import save_file
+    from neuralcodec.registry import FORMAT, read_model
+    cfg = json.loads(TINY.to_json())
+    cfg.update(change)
+    path = tmp_path / "bad.safetensors"
+    save_file({"entropy.cdf": tiny_model.entropy.cdf}, str(path),
+              metadata={"format": FORMAT, "name": "bad", "config": json.dumps(cfg)})
+    with pytest.raises(ModelError, match="bad.safetensors"):
+        read_model(path)
+
+
+def test_model_file_missing_fields_shapes_and_garbage(tiny_model, tmp_path):
+    import json
+    from safetensors.torch import save_file
+    from neuralcodec.registry import FORMAT, read_model
+    cfg = json.loads(TINY.to_json())
+    del cfg["latent_dim"]
+    path = tmp_path / "m.safetensors"
+    save_file({"entropy.cdf": tiny_model.entropy.cdf}, str(path),
+              metadata={"format": FORMAT, "name": "m", "config": json.dumps(cfg)})
+    with pytest.raises(ModelError, match="missing"):
+        read_model(path)
+    save_file({"entropy.cdf": tiny_model.entropy.cdf}, str(path), metadata={"format": FORMAT, "name": "m"})
+    with pytest.raises(ModelError, match="config"):
+        read_model(path)
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    state["i_dec.inp.weight"] = torch.zeros(3, 3, 3, 3)
+    save_file(state, str(path), metadata={"format": FORMAT, "name": "m", "config": TINY.to_json()})
+    with pytest.raises(ModelError, match="shape"):
+        read_model(path)
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(ModelError, match="m.safetensors"):
+        read_model(path)

@@ -1,8 +1,14 @@
-"""Model configuration dataclass, stored inside every checkpoint and exported model."""
+"""Model configuration dataclass, stored inside every checkpoint and exported model, validated before use."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+
+# Bounds on every size a config may ask for: a model file is untrusted input, and nothing is allocated before
+# its config passed these checks.
+_LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "num_stages": (1, 32),
+           "codebook_size": (2, 4096), "block_size": (4, 128), "search_range": (0, 256), "mv_alphabet": (3, 4095),
+           "stride": (8, 8)}
 
 
 @dataclass(frozen=True)
@@ -19,16 +25,40 @@ class ModelConfig:
     mv_alphabet: int = 129                          # motion residual symbols (quarter-pel, centred; escape beyond)
     stride: int = 8                                 # spatial downsampling of the latent (fixed by the architecture)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ValueError unless every field has the right type and a bounded value."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            lo, hi = _LIMITS[f.name]
+            if f.name in ("channels", "blocks"):
+                if not isinstance(v, tuple) or len(v) != 3 or not all(type(x) is int for x in v):
+                    raise ValueError(f"config field {f.name} must be 3 integers, got {v!r}"[:200])
+                if not all(lo <= x <= hi for x in v):
+                    raise ValueError(f"config field {f.name} out of range [{lo}, {hi}]: {v!r}"[:200])
+            elif type(v) is not int or not lo <= v <= hi:
+                raise ValueError(f"config field {f.name} must be an integer in [{lo}, {hi}], got {v!r}"[:200])
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        raw = json.loads(text)
+        """Parse and validate; ValueError on malformed JSON, unknown or missing fields and bad values."""
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model config is not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ValueError("model config must be a JSON object")
         known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
+        unknown, missing = set(raw) - known, known - set(raw)
         if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+            raise ValueError(f"unknown model config fields: {sorted(unknown)[:5]}"[:200])
+        if missing:
+            raise ValueError(f"missing model config fields: {sorted(missing)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
     @property

@@ -32,7 +32,7 @@ def _full_search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, 
     b, _, h, w = cur.shape
     padded = F.pad(ref, (radius, radius, radius, radius), mode="replicate")
     best_cost = None
-    best = torch.zeros(b, 2, h // block, w // block, dtype=torch.long)
+    best = torch.zeros(b, 2, h // block, w // block, dtype=torch.long, device=cur.device)
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             shifted = padded[:, :, radius + dy: radius + dy + h, radius + dx: radius + dx + w]
@@ -51,8 +51,8 @@ def _full_search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, 
 def _block_patches(ref: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
     """Patches (B, bh, bw, size, size) of a padded luma (B, 1, Hp, Wp) with per-block top-left corners."""
     _, _, hp, wp = ref.shape
-    offs = torch.arange(size)
-    b = torch.arange(ref.shape[0]).view(-1, 1, 1) * (hp * wp)
+    offs = torch.arange(size, device=ref.device)
+    b = torch.arange(ref.shape[0], device=ref.device).view(-1, 1, 1) * (hp * wp)
     corner = (b + top * wp + left)[..., None, None]        # (B, bh, bw, 1, 1) flat index of the corner
     return torch.take(ref, corner + (offs[:, None] * wp + offs[None, :]))
 
@@ -89,8 +89,8 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
     margin = max(steps) // QPEL + 2
     pad = int(mv_q.abs().max()) // QPEL + sum(steps) // QPEL + margin + 2
     refp = F.pad(ref, (pad, pad, pad, pad), mode="replicate")
-    ys = torch.arange(bh).view(1, bh, 1) * block + pad - margin
-    xs = torch.arange(bw).view(1, 1, bw) * block + pad - margin
+    ys = torch.arange(bh, device=cur.device).view(1, bh, 1) * block + pad - margin
+    xs = torch.arange(bw, device=cur.device).view(1, 1, bw) * block + pad - margin
     cur_blocks = cur[:, 0].reshape(b, bh, block, bw, block).permute(0, 1, 3, 2, 4)
     best = mv_q.clone()
     best_cost = None
@@ -102,7 +102,7 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
             off = cand - base * QPEL                      # quarter pels from the patch centre, per block
             key = off[:, 1] * 1024 + off[:, 0]
             keys = torch.unique(key).tolist()
-            sad = torch.empty(b, bh, bw, dtype=cur.dtype)
+            sad = torch.empty(b, bh, bw, dtype=cur.dtype, device=cur.device)
             for k in keys:
                 ox = (k + 512) % 1024 - 512
                 oy = (k - ox) // 1024
