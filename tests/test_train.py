@@ -109,3 +109,16 @@ def test_empirical_bpp():
     assert empirical_bpp(codes, 2) == 0
     codes[0, 0] = torch.arange(64).view(8, 8) % 2
     assert abs(empirical_bpp(codes, 2) - 1 / 64) < 1e-9
+
+
+def test_training_reads_a_pack_file(data_root, tmp_path):
+    from neuralcodec.training import pack as K
+    pack = tmp_path / "t.ncpack"
+    K.build_pack(data_root, pack, log=lambda m: None)
+    out = tmp_path / "run"
+    main(TINY_ARGS + ["--data-root", str(pack), "--out-dir", str(out), "--steps", "5"])
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 5 and state["vq_ready"]
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert any("val_psnr_i_1" in r for r in rows)

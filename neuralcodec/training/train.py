@@ -28,7 +28,7 @@ from ..io import atomic_output
 class TrainConfig:
     """Everything a training run needs; saved inside every checkpoint."""
 
-    data_root: str = "data/"
+    data_root: str = "data/"         # a prepared folder, or a pack file (python -m neuralcodec.training.pack)
     out_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
     crop: int = 128
@@ -106,10 +106,18 @@ class Trainer:
         if _world() > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.ddp = DDP(self.model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
-        from .data import ClipDataset
-        self.train_ds = ClipDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed * 1000 + _rank(),
-                                    weights=cfg.weights)
-        self.val_ds = ClipDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, weights=cfg.weights)
+        self.pack = Path(cfg.data_root).is_file()
+        if self.pack:   # one pack file, decoded once onto the device; batches drawn there
+            from .data import PackDataset
+            self.train_ds = PackDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed * 1000 + _rank(),
+                                        device=device, weights=cfg.weights)
+            self.val_ds = PackDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, device=device,
+                                      weights=cfg.weights)
+        else:
+            from .data import ClipDataset
+            self.train_ds = ClipDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop,
+                                        seed=cfg.seed * 1000 + _rank(), weights=cfg.weights)
+            self.val_ds = ClipDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, weights=cfg.weights)
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -134,6 +142,10 @@ class Trainer:
 
     # data -----------------------------------------------------------------------
     def batches(self):
+        if self.pack:
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + _rank() + self.step)
+            while True:
+                yield self.train_ds.sample(self.cfg.batch_size, gen).contiguous()
         loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size, shuffle=True,
                             num_workers=self.cfg.num_workers, drop_last=True,
                             persistent_workers=self.cfg.num_workers > 0)
@@ -204,7 +216,10 @@ class Trainer:
         """PSNR and empirical bits per pixel of I and P frames for every number of stages."""
         self.model.eval()
         res: dict[str, float] = {}
-        clips = [torch.stack([self.val_ds[i * 8 + j] for j in range(8)]).to(self.device) for i in range(n_batches)]
+        if self.pack:
+            clips = list(self.val_ds.fixed_batch(8 * n_batches, seed=12345).split(8))
+        else:
+            clips = [torch.stack([self.val_ds[i * 8 + j] for j in range(8)]).to(self.device) for i in range(n_batches)]
         stage_counts = range(1, self.cfg.model.num_stages + 1) if self.vq_ready else [0]
         for n in stage_counts:
             pi, pp, bi, bp = [], [], [], []
