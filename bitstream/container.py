@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"NCV\x00"
-FORMAT_VERSION = 2  # 2: learned-rate model (quality, motion, z, y chunks per packet); 1 was the RVQ model
+FORMAT_VERSION = 1
 
 # Bounds, checked before anything is allocated (see FORMAT.md).
 MAX_DIM = 16384
@@ -246,9 +246,6 @@ def _read_header(f: BinaryIO) -> tuple[StreamHeader, int]:
     if len(prefix) < _PREFIX.size:
         raise TruncatedError("stream truncated before the format version")
     version = prefix[len(MAGIC)]
-    if version == 1:
-        raise UnsupportedVersionError("this .ncv stream is format version 1 (ncodec 0.1, RVQ model), which this "
-                                      f"ncodec no longer decodes (it reads version {FORMAT_VERSION}); use ncodec 0.1")
     if version != FORMAT_VERSION:
         raise UnsupportedVersionError(f"unsupported .ncv format version {version} (this reader knows {FORMAT_VERSION})")
     fields = _read_exact(f, _FIELDS.size + _U8.size, "header")

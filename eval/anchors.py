@@ -32,19 +32,12 @@ class AnchorSpec:
     low_delay_keyint: bool = False  # keyint/min-keyint set to the GOP length (clip length unless --gop)
     notes: list[str] = field(default_factory=list)
 
-    def options_for(self, crf: int | None, gop: int, kbps: int | None = None) -> dict[str, str]:
-        """Exact encoder options for one sweep point: a CRF, or (x264 low-delay) an average bitrate in kbit/s
-        with a VBV buffer of one second of that rate."""
+    def options_for(self, crf: int, gop: int) -> dict[str, str]:
+        """Exact encoder options for one sweep point."""
         opts = dict(self.options)
-        params = [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"] if self.low_delay_keyint else []
-        if kbps is None:
-            opts["crf"] = str(crf)
-        else:
-            if not self.low_delay_keyint:
-                raise ValueError(f"{self.name}: bitrate mode is only set up for x264 low-delay")
-            params += [f"bitrate={kbps}", f"vbv-maxrate={kbps}", f"vbv-bufsize={kbps}"]
-        if params:
-            opts["x264-params"] = ":".join(params)
+        opts["crf"] = str(crf)
+        if self.low_delay_keyint:
+            opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
         return opts
 
 
@@ -185,13 +178,12 @@ def _encode(frames: np.ndarray, spec: AnchorSpec, opts: dict[str, str], fps: Fra
     return time.perf_counter() - t0, bytes(enc.extradata or b"")
 
 
-def encode_decode(frames: np.ndarray, spec: AnchorSpec, crf: int | None, fps: Fraction, gop: int,
-                  kbps: int | None = None) -> AnchorResult:
-    """Encode RGB frames (RGB->yuv420p via swscale) with one anchor setting (CRF, or ABR at kbps), decode back."""
+def encode_decode(frames: np.ndarray, spec: AnchorSpec, crf: int, fps: Fraction, gop: int) -> AnchorResult:
+    """Encode RGB frames (RGB->yuv420p via swscale) with one anchor setting, decode back to RGB."""
     import av
 
     t = frames.shape[0]
-    opts = spec.options_for(crf, gop, kbps)
+    opts = spec.options_for(crf, gop)
     is_svt = spec.encoder == "libsvtav1"
     log_ctx = _captured_stderr() if is_svt else _nullctx()
     packets: list[bytes] = []

@@ -31,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame rate of the given clips (default: the file's own; 30 for PNG folders)")
     p.add_argument("--gop", type=int, default=None, metavar="N",
                    help="I-frame period for ncodec and x264-lowdelay (default: ncodec's default GOP)")
-    p.add_argument("--qualities", default=None, metavar="Q,Q,...",
-                   help="ncodec quality levels to run (default: all; --quick: lowest, default, highest)")
     p.add_argument("--model", default=None, help="ncodec model name or .safetensors path (default: shipped model)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -72,12 +70,7 @@ def run_cli(argv: list[str]) -> dict:
 
     clips = load_clips(args.clips, max_frames, size, fps)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        qualities = tuple(int(q) for q in args.qualities.split(",")) if args.qualities else None
-    except ValueError:
-        raise ValueError(f"bad --qualities {args.qualities!r}: expected a comma list of integers") from None
-    cfg = runner.RunConfig(codecs=codecs, metrics=metric_names, quick=args.quick, gop=args.gop, model=args.model,
-                           qualities=qualities)
+    cfg = runner.RunConfig(codecs=codecs, metrics=metric_names, quick=args.quick, gop=args.gop, model=args.model)
     t0 = time.perf_counter()
     res = runner.run(clips, cfg, progress=not args.no_progress)
     results = {

@@ -39,14 +39,9 @@ def describe(codec) -> dict:
             "ncodec_version": getattr(neuralcodec, "__version__", "unknown")}
 
 
-def pick_qualities(codec, quick: bool, chosen: tuple[int, ...] | None = None) -> list[int]:
-    """The chosen levels (checked), else all quality levels, or in quick mode the lowest, default and highest."""
+def pick_qualities(codec, quick: bool) -> list[int]:
+    """All quality levels, or in quick mode the lowest, default and highest."""
     qs = list(codec.qualities)
-    if chosen:
-        bad = [q for q in chosen if q not in qs]
-        if bad:
-            raise ValueError(f"--qualities {bad} are not levels of {codec.name} (1..{len(qs)})")
-        return sorted(set(chosen))
     if not quick or len(qs) <= 3:
         return qs
     return sorted({qs[0], codec.default_quality, qs[-1]})
@@ -66,12 +61,10 @@ def warm_up(codec, frames: np.ndarray, fps: Fraction) -> None:
     codec.decode(codec.encode(frames[:2], fps=Fraction(fps)))
 
 
-def encode_decode(codec, frames: np.ndarray, quality: int | None, fps: Fraction, gop: int | None,
-                  bitrate: int | None = None) -> NcodecResult:
-    """Encode the clip at one quality level (or with rate control at `bitrate` bit/s) and decode it back (both
-    timed)."""
+def encode_decode(codec, frames: np.ndarray, quality: int, fps: Fraction, gop: int | None) -> NcodecResult:
+    """Encode the clip at one quality level and decode it back (both timed)."""
     t0 = time.perf_counter()
-    data = codec.encode(frames, quality=quality, gop=gop, fps=Fraction(fps), bitrate=bitrate)
+    data = codec.encode(frames, quality=quality, gop=gop, fps=Fraction(fps))
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     decoded = np.asarray(codec.decode(data))

@@ -117,15 +117,6 @@ def markdown(results: dict, images: list[str]) -> str:
         vals = [_fmt(p.get(k), ".4f" if k == "msssim" else ".2f") for k in keys]
         lines.append(f"| {p['clip']} | {p['codec']} | {p['param']} {p['value']} | {p['bpp']:.4f} | "
                      f"{p['kbps']:.1f} | " + " | ".join(vals) + " |")
-    abr = [p for p in results["points"] if "rate_error_pct" in p]
-    if abr:
-        lines += ["", "## Rate control (target bitrate vs achieved)", "",
-                  "| clip | codec | target kbit/s | achieved kbit/s | rate error | " + " | ".join(keys) + " |",
-                  "|---" * (5 + len(keys)) + "|"]
-        for p in abr:
-            vals = [_fmt(p.get(k), ".4f" if k == "msssim" else ".2f") for k in keys]
-            lines.append(f"| {p['clip']} | {p['codec']} | {p['target_kbit_per_s']} | {p['kbps']:.1f} | "
-                         f"{p['rate_error_pct']:+.1f} % | " + " | ".join(vals) + " |")
     if results.get("failures"):
         lines += ["", "## Failed points", ""] + [f"- {f['clip']} {f['codec']} {f['value']}: {f['error']}"
                                                  for f in results["failures"]]

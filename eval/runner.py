@@ -11,12 +11,8 @@ from eval import anchors, bdrate, metrics, ncodec_runner
 from eval.clips import Clip
 
 NCODEC = "ncodec"
-NCODEC_ABR = "ncodec-abr"          # ncodec's rate control and x264 low-delay ABR at the same target bitrates
-X264_ABR = "x264-lowdelay-abr"
 REFERENCE = "x264-lowdelay"
 ALL_CODECS = (NCODEC, *anchors.ANCHORS)
-CHOICES = (*ALL_CODECS, NCODEC_ABR)
-ABR_BPP = (0.02, 0.04, 0.08, 0.16)  # target bits per pixel of the rate-controlled points (x clip size and rate)
 
 
 @dataclass
@@ -28,7 +24,6 @@ class RunConfig:
     quick: bool = False
     gop: int | None = None  # None: ncodec's default GOP, used for both ncodec and x264-lowdelay
     model: str | None = None
-    qualities: tuple[int, ...] | None = None  # ncodec levels to run (None: pick_qualities)
 
 
 def parse_codecs(spec: str) -> tuple[str, ...]:
@@ -37,16 +32,10 @@ def parse_codecs(spec: str) -> tuple[str, ...]:
     if spec == "all":
         return ALL_CODECS
     names = tuple(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
-    bad = [n for n in names if n not in CHOICES]
+    bad = [n for n in names if n not in ALL_CODECS]
     if bad or not names:
-        raise ValueError(f"unknown codec(s) {bad or spec!r}; choose from {', '.join(CHOICES)} or 'all'")
+        raise ValueError(f"unknown codec(s) {bad or spec!r}; choose from {', '.join(ALL_CODECS)} or 'all'")
     return names
-
-
-def abr_targets(clip: Clip) -> list[int]:
-    """Target bitrates (kbit/s) of the rate-controlled points for a clip."""
-    t, h, w = clip.shape
-    return [max(1, round(b * w * h * float(clip.fps) / 1000)) for b in ABR_BPP]
 
 
 def default_gop(ncodec=None) -> tuple[int | None, str]:
@@ -76,15 +65,6 @@ def describe_codecs(cfg: RunConfig, ncodec, qualities: list[int], gop_note: str)
     """JSON description of every codec in the run: encoder, exact fixed options, sweep, GOP, versions."""
     info: dict[str, dict] = {}
     for name in cfg.codecs:
-        if name == NCODEC_ABR:
-            info[name] = {"kind": "ncodec", **ncodec_runner.describe(ncodec), "sweep": {"target_bpp": list(ABR_BPP)},
-                          "rate_control": "ncodec --bitrate (per-frame quality, 1 s buffer) against x264 low-delay "
-                                          "ABR (bitrate, vbv-maxrate = vbv-bufsize = target) at the same targets",
-                          "gop": gop_note}
-            info[X264_ABR] = {"kind": "anchor", "encoder": "libx264",
-                              "fixed_options": dict(anchors.ANCHORS[REFERENCE].options), "gop": gop_note,
-                              "sweep": {"target_bpp": list(ABR_BPP)}}
-            continue
         if name == NCODEC:
             info[name] = {"kind": "ncodec", **ncodec_runner.describe(ncodec), "sweep": {"quality": qualities},
                           "size_definition": ncodec_runner.SIZE_DEFINITION, "gop": gop_note,
@@ -100,20 +80,6 @@ def describe_codecs(cfg: RunConfig, ncodec, qualities: list[int], gop_note: str)
                      "decoded yuv420p -> RGB the same way",
             "notes": list(spec.notes), **anchors.library_versions()}
     return info
-
-
-def _measure_abr(clip: Clip, kbps: int, gop: int, cfg: RunConfig, ncodec) -> list[dict]:
-    """ncodec with --bitrate and x264 low-delay ABR at the same target: two points with their rate errors."""
-    out = []
-    r = ncodec_runner.encode_decode(ncodec, clip.frames, None, clip.fps, gop, bitrate=kbps * 1000)
-    out.append(_point(clip, NCODEC_ABR, "kbps", kbps, r.nbytes, r.encode_s, r.decode_s, r.decoded, cfg))
-    a = anchors.encode_decode(clip.frames, anchors.ANCHORS[REFERENCE], None, clip.fps, gop, kbps=kbps)
-    out.append(_point(clip, X264_ABR, "kbps", kbps, a.nbytes, a.encode_s, a.decode_s, a.decoded, cfg))
-    out[-1]["options"] = a.options
-    for p in out:
-        p["target_kbit_per_s"] = kbps
-        p["rate_error_pct"] = 100 * (p["kbps"] / kbps - 1)
-    return out
 
 
 def _measure(clip: Clip, codec: str, value: int, gop: int, cfg: RunConfig, ncodec, info: dict) -> dict:
@@ -137,17 +103,16 @@ def run(clips: list[Clip], cfg: RunConfig, progress: bool = True,
     """Measure all points; returns the results dict (codecs, clips, points, failures, bd_rates)."""
     from tqdm import tqdm
 
-    ncodec = ncodec_runner.load(cfg.model) if {NCODEC, NCODEC_ABR} & set(cfg.codecs) else None
-    qualities = ncodec_runner.pick_qualities(ncodec, cfg.quick, cfg.qualities) if ncodec is not None else []
+    ncodec = ncodec_runner.load(cfg.model) if NCODEC in cfg.codecs else None
+    qualities = ncodec_runner.pick_qualities(ncodec, cfg.quick) if ncodec is not None else []
     gop, gop_source = (cfg.gop, "--gop") if cfg.gop else default_gop(ncodec)
     gop_note = f"{gop or 'clip length'} ({gop_source}); the same GOP is used for ncodec and x264-lowdelay"
     codec_info = describe_codecs(cfg, ncodec, qualities, gop_note)
-    sweeps = {c: qualities if c == NCODEC else codec_info[c]["sweep"]["crf"] for c in cfg.codecs if c != NCODEC_ABR}
-    abr = NCODEC_ABR in cfg.codecs
+    sweeps = {c: qualities if c == NCODEC else codec_info[c]["sweep"]["crf"] for c in cfg.codecs}
     points: list[dict] = []
     failures: list[dict] = []
     clip_desc: list[dict] = []
-    bar = tqdm(total=(sum(map(len, sweeps.values())) + abr * len(ABR_BPP)) * len(clips), disable=not progress, unit="pt",
+    bar = tqdm(total=sum(map(len, sweeps.values())) * len(clips), disable=not progress, unit="pt",
                dynamic_ncols=True)
     try:
         for clip in clips:
@@ -171,21 +136,10 @@ def run(clips: list[Clip], cfg: RunConfig, progress: bool = True,
                         failures.append({"clip": clip.name, "codec": codec, "value": value, "error": msg})
                         log(f"warning: {clip.name} {codec} {value} failed: {msg}")
                     bar.update(1)
-            for kbps in abr_targets(clip) if abr else []:
-                bar.set_description(f"{clip.name} abr {kbps}k")
-                try:
-                    points.extend(_measure_abr(clip, kbps, clip_gop, cfg, ncodec))
-                except Exception as e:
-                    msg = f"{type(e).__name__}: {e}".splitlines()[0]
-                    failures.append({"clip": clip.name, "codec": NCODEC_ABR, "value": kbps, "error": msg})
-                    log(f"warning: {clip.name} {NCODEC_ABR} {kbps}k failed: {msg}")
-                bar.update(1)
     finally:
         bar.close()
     return {"codecs": codec_info, "clips": clip_desc, "points": points, "failures": failures,
-            "bd_rates": compute_bd_rates(points, [c.name for c in clips],
-                                         [c for c in cfg.codecs if c != NCODEC_ABR] + ([NCODEC_ABR, X264_ABR] if abr
-                                                                                       else []))}
+            "bd_rates": compute_bd_rates(points, [c.name for c in clips], list(cfg.codecs))}
 
 
 def rd_keys(points: list[dict]) -> list[str]:

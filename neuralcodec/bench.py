@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--quality", type=int)
     p.add_argument("--model")
-    p.add_argument("--preset", default="medium", help="encoder preset (default medium)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -43,18 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     q = codec.default_quality if a.quality is None else a.quality
     codec.decode(codec.encode(clip[:2], quality=q))           # warm-up (first-call costs)
     t0 = time.perf_counter()
-    data = codec.encode(clip, quality=q, fps=Fraction(30), preset=a.preset)
+    data = codec.encode(clip, quality=q, fps=Fraction(30))
     t1 = time.perf_counter()
     frames = codec.decode(data)
     t2 = time.perf_counter()
     n_params = sum(p.numel() for p in codec.model.parameters())
     mse = np.mean((frames.astype(np.float64) - clip) ** 2)
-    from neuralcodec.model.macs import decoder_macs_per_pixel
-    macs = decoder_macs_per_pixel(codec.model, h + (-h) % codec.model.cfg.align, w + (-w) % codec.model.cfg.align)
-    print(f"model {codec.name}: {n_params / 1e6:.2f} M parameters, quality {q}, preset {a.preset}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"decoder: {macs['i_frame'] / 1000:.1f} kMAC/pixel (I-frame), {macs['p_frame'] / 1000:.1f} kMAC/pixel "
-          f"(P-frame), measured with hooks on the convolutions")
+    print(f"model {codec.name}: {n_params / 1e6:.2f} M parameters, quality {q}, {torch.get_num_threads()} threads")
     print(f"{a.frames} frames {w}x{h}: {len(data) * 8 / (a.frames * w * h):.4f} bpp, "
           f"PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB")
     print(f"encode {a.frames / (t1 - t0):.1f} frames/s, decode {a.frames / (t2 - t1):.1f} frames/s")

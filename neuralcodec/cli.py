@@ -20,7 +20,6 @@ EXAMPLES = """\
 examples:
   ncodec encode clip.mp4 -o clip.ncv                 encode at the default quality
   ncodec encode clip.y4m -o clip.ncv --quality 5 --gop 32
-  ncodec encode clip.mp4 -o clip.ncv --bitrate 300k --preset slow     rate control, slower better encoder
   ncodec encode frames/ -o clip.ncv                  a folder of PNG frames (30 fps)
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate
@@ -76,15 +75,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _bitrate(text: str) -> int:
-    from neuralcodec.ratecontrol import parse_bitrate
-
-    try:
-        return parse_bitrate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _pixel_count(text: str) -> int:
     """A positive pixel count: an integer, or WIDTHxHEIGHT."""
     try:
@@ -97,7 +87,7 @@ def _pixel_count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `ncodec` (subcommands encode, decode, info, models, demo)."""
+    """The argument parser of `ncodec` (subcommands encode, decode, info, demo)."""
     parser = argparse.ArgumentParser(
         prog="ncodec", description="ncodec: a learned video codec (.ncv streams).", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,12 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "stream PyAV can read without seeking)")
     enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv", help="- writes to standard output")
     enc.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
-    enc.add_argument("--bitrate", type=_bitrate, metavar="RATE",
-                     help="target bits/s instead of --quality, e.g. 300k or 1.5M: each frame's quality is chosen "
-                          "so that the file lands on it (within a 1 s buffer)")
-    enc.add_argument("--preset", choices=("fast", "medium", "slow", "veryslow"), default="medium",
-                     help="encoder effort: slower presets search motion further and refine the latents for a "
-                          "better rate-distortion cost; the decoder is the same (default: %(default)s)")
     enc.add_argument("--gop", type=_positive_int, metavar="N", help="frames per group of pictures (I-frame period)")
     enc.add_argument("--model", metavar="NAME_OR_PATH", help="registry name or .safetensors path (default: shipped)")
     enc.add_argument("--force", action="store_true", help="replace OUTPUT if it is a regular file")
@@ -146,12 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("input", metavar="INPUT.ncv")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info, parser=info)
-
-    models = sub.add_parser("models", help="list the shipped models",
-                            description="List the shipped models: name, version, parameters, decoder MACs per "
-                                        "pixel, training steps and hours.")
-    models.add_argument("--json", action="store_true", help="print a JSON list")
-    models.set_defaults(func=_cmd_models, parser=models)
 
     demo = sub.add_parser("demo", help="encode the built-in sample clip and compare with x264",
                           description="Encode the built-in sample clip at the default quality, compare with x264 "
@@ -281,8 +259,6 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if not to_stdout and (args.output.endswith(("/", os.sep)) or target.suffix.lower() in _NOT_NCV_SUFFIXES
                           or target.is_dir()):
         args.parser.error(f"OUTPUT must be an .ncv file, got {args.output!r}")
-    if args.bitrate is not None and args.quality is not None:
-        args.parser.error("argument --bitrate: not allowed with --quality")
     if not to_stdout:
         check_output(target, args.force)
     if args.input == "-":
@@ -300,9 +276,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def encode(fileobj) -> tuple[int, int]:
-        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps,
-                                       quality=None if args.bitrate else quality, gop=args.gop, frame_count=0,
-                                       preset=args.preset, bitrate=args.bitrate)
+        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps, quality=quality,
+                                       gop=args.gop, frame_count=0)
         progress = _Progress(info.frame_count, info.fps, args.quiet, "encode")
         try:
             for frame in itertools.chain([first], frames):
@@ -319,9 +294,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         with atomic_output(target, args.force) as tmp, open(tmp, "wb") as fileobj:
             count, size = encode(fileobj)
     elapsed = time.perf_counter() - start
-    mode = f"bitrate {args.bitrate / 1000:g} kbit/s" if args.bitrate else f"quality {quality}"
     _say(args, f"{args.output}: {count} frames {info.width}x{info.height} @ {_fps_text(info.fps)} fps, "
-               f"model {codec.name} {mode} preset {args.preset}, {_rate_text(size, count, info.width, info.height, info.fps)} "
+               f"model {codec.name} quality {quality}, {_rate_text(size, count, info.width, info.height, info.fps)} "
                f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
     return 0
 
@@ -443,9 +417,8 @@ class StreamScan:
             self.frames += 1
             self.i_frames += packet.frame_type.name == "I"
             self.total = reader.position
-            q = packet.chunks[0][0] + 1 if packet.chunks and len(packet.chunks[0]) == 1 else None
-            yield {"index": self.frames - 1, "type": packet.frame_type.name, "quality": q,
-                   "bytes": reader.position - before, "chunks": [len(c) for c in packet.chunks]}
+            yield {"index": self.frames - 1, "type": packet.frame_type.name, "bytes": reader.position - before,
+                   "chunks": [len(c) for c in packet.chunks]}
 
     def header_fields(self) -> dict:
         h = self.header
@@ -486,10 +459,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             head = json.dumps(scan.header_fields())
             sys.stdout.write(head[:-1] + ', "frames": [')
             for f in scan:  # (formatted by hand: json.dumps per frame would double the time of a long stream)
-                q = "null" if f["quality"] is None else f["quality"]
                 sys.stdout.write(f'{", " if f["index"] else ""}{{"index": {f["index"]}, "type": "{f["type"]}", '
-                                 f'"quality": {q}, "bytes": {f["bytes"]}, '
-                                 f'"chunks": [{", ".join(map(str, f["chunks"]))}]}}')
+                                 f'"bytes": {f["bytes"]}, "chunks": [{", ".join(map(str, f["chunks"]))}]}}')
             sys.stdout.write("], " + json.dumps(scan.summary())[1:] + "\n")
             return 0
         info = scan.header_fields()
@@ -504,10 +475,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for name, value in rows:
             print(printable(f"{name:<11} {value}"))
         print()
-        print(f"{'frame':>6}  type  quality  {'bytes':>9}")
+        print(f"{'frame':>6}  type  {'bytes':>9}")
         for frame in scan:
-            q = "-" if frame["quality"] is None else frame["quality"]
-            print(f"{frame['index']:>6}  {frame['type']:<4}  {q:>7}  {frame['bytes']:>9,}")
+            print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['bytes']:>9,}")
         info = {**info, **scan.summary()}
     count = info["frame_count"]
     frames_text = f"{count}" + (f" (header says {info['header_frame_count']})"
@@ -520,24 +490,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("bitrate", f"{info['kbit_per_s']:.2f} kbit/s, {info['bits_per_pixel']:.4f} bits/pixel"),
     ]:
         print(f"{name:<11} {value}")
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    from neuralcodec.registry import list_models
-
-    cards = list_models()
-    if args.json:
-        print(json.dumps(cards, indent=1, sort_keys=True))
-        return 0
-    for c in cards:
-        t = c.get("training", {})
-        macs = c.get("decoder_macs_per_pixel", {})
-        line = (f"{c['name']}{' (default)' if c.get('default') else ''}: version {c.get('version', '?')}, "
-                f"{c.get('parameters', 0) / 1e6:.2f} M parameters, decoder {macs.get('p_frame', 0) / 1000:.1f} "
-                f"kMAC/pixel (P), {t.get('steps', 0):,} training steps, {t.get('cpu_hours', 0):.2f} CPU hours, "
-                f"{t.get('gpu_hours', 0):.2f} GPU hours")
-        print(printable(line))
     return 0
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from bitstream import BitstreamError, DecodeLimits, Packet, StreamHeader, StreamReader, StreamWriter
+from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
 
-from .coding import FrameCoder
-from .coding.presets import DEFAULT_PRESET, Preset, get_preset, quality_lambdas
-from .model import VideoCodecModel
-from .ratecontrol import RateController, parse_bitrate
+from .model import VideoCodecModel, to_levels
 
 
 class ModelError(ValueError):
@@ -25,74 +24,109 @@ class ModelError(ValueError):
 DEFAULT_GOP = 32
 
 
+@dataclass(frozen=True)
+class Level:
+    """What the encoder does at one quality level; the decoder needs none of it (stages = chunks per packet)."""
+
+    stages: int            # residual VQ stages sent
+    lam_i: float = 0.0     # rate-distortion thresholds (latent energy, see ResidualVQ.encode) for I and P frames
+    lam_p: float = 0.0
+
+
+def default_levels(num_stages: int) -> dict[int, Level]:
+    return {n: Level(n) for n in range(1, num_stages + 1)}
+
+
+def _pad(x: torch.Tensor, align: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % align, (-w) % align
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def _to_tensor(frame: np.ndarray, align: int) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div_(255)
+    return _pad(t, align).contiguous(memory_format=torch.channels_last)
+
+
+def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
+    return (to_levels(x[0, :, :h, :w]) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+class FrameCoder:
+    """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes."""
+
+    def __init__(self, codec: "Codec", width: int, height: int, level: Level, gop: int):
+        self.codec, self.model = codec, codec.model
+        self.width, self.height, self.level, self.gop = width, height, level, gop
+        self.index = 0
+        self.ref: torch.Tensor | None = None
+        self.prev_codes: np.ndarray | None = None
+        cfg = self.model.cfg
+        self.align = cfg.align
+        hp, wp = height + (-height) % self.align, width + (-width) % self.align
+        self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
+        self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
+
+    def frame_type(self) -> FrameType:
+        return FrameType.I if self.ref is None or self.index % self.gop == 0 else FrameType.P
+
+    def _finish(self, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+        frame = _to_uint8(recon, self.height, self.width)
+        self.ref = _to_tensor(frame, self.align)
+        self.prev_codes = codes
+        self.index += 1
+        return frame
+
+    @torch.inference_mode()
+    def analyse(self, frame: np.ndarray) -> tuple[FrameType, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Encode one frame to integers: (type, codes (n, h, w), motion (2, bh, bw) or None, decoded frame)."""
+        x = _to_tensor(frame, self.align)
+        ftype = self.frame_type()
+        if ftype == FrameType.I:
+            codes = self.model.encode_intra(x, self.level.stages, self.level.lam_i)
+            recon, mv_np = self.model.decode_intra(codes), None
+        else:
+            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p)
+            recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
+        codes_np = codes[0].numpy()
+        return ftype, codes_np, mv_np, self._finish(recon, codes_np)
+
+    @torch.inference_mode()
+    def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
+        """Decode one frame from its integers."""
+        c = torch.from_numpy(codes)[None]
+        if ftype == FrameType.I:
+            recon = self.model.decode_intra(c)
+        else:
+            recon = self.model.decode_inter(c, torch.from_numpy(mv)[None], self.ref)
+        return self._finish(recon, codes)
+
+
 class StreamEncoder:
     """Writes frames one at a time into an .ncv stream on a binary file object."""
 
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
-                 quality: int, gop: int, frame_count: int = 0, preset: str | Preset = DEFAULT_PRESET,
-                 bitrate: int | str | None = None):
-        self.coder = FrameCoder(codec.model, width, height, gop, codec.lambdas)
-        self.quality = quality
-        self.preset = get_preset(preset)
+                 quality: int, gop: int, frame_count: int = 0):
+        self.coder = FrameCoder(codec, width, height, codec.levels[quality], gop)
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
         self.writer = StreamWriter(fileobj, header)
-        self.rate: RateController | None = None
-        if bitrate is not None:
-            self.rate = RateController(parse_bitrate(bitrate), Fraction(fps), codec.model.cfg.num_qualities,
-                                       quality - 1, 8 * self.writer.bytes_written, frame_count)
-        self._overhead = 16   # bytes of packet framing beyond the chunks (measured on each write)
+        self.entropy = codec.model.entropy
+        self.entropy.tables()  # fail early if the model has no frozen tables
 
-    def write(self, frame: np.ndarray, quality: int | None = None) -> int:
-        """Code one (H, W, 3) uint8 frame (at the stream's quality unless given, or at the rate controller's
-        choice with a bitrate); returns its bytes."""
+    def write(self, frame: np.ndarray) -> int:
+        """Code one (H, W, 3) uint8 frame; returns the bytes written for it."""
         frame = np.asarray(frame)
         want = (self.coder.height, self.coder.width, 3)
         if frame.shape != want or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 of shape {want}, got {frame.dtype} {frame.shape}")
-        if self.rate is not None and quality is None:
-            return self._write_rate_controlled(frame)
-        q = self.quality if quality is None else quality
-        if not 1 <= q <= self.coder.cfg.num_qualities:
-            raise ValueError(f"quality must be in 1..{self.coder.cfg.num_qualities}, got {q}")
-        intra = self.coder.next_type().name == "I"
-        packet, _ = self.coder.encode(frame, q - 1, self.preset)
-        n = self.writer.write(packet)
-        if self.rate is not None:
-            self.rate.update(intra, q - 1, 8 * n)
-        return n
-
-    def _write_rate_controlled(self, frame: np.ndarray) -> int:
-        """Code at the controller's quality; a frame far over its budget (or the first of its type, far under)
-        is coded again at the quality the corrected size model gives (at most twice)."""
-        rc, coder = self.rate, self.coder
-        intra = coder.next_type().name == "I"
-        budget = rc.budget(intra)
-        state = (coder.index, coder.ref, coder.prev)
-        q = rc.choose(intra, budget)
-        tried: set[int] = set()
-        for attempt in range(3):
-            tried.add(q)
-            coder.index, coder.ref, coder.prev = state
-            packet, _ = coder.encode(frame, q, self.preset)
-            bits = 8 * (sum(len(c) for c in packet.chunks) + self._overhead)
-            first = rc.a[intra] is None
-            rc.observe(intra, q, bits)
-            if attempt == 2:
-                break
-            if bits > 1.5 * budget and q > 0:
-                nq = min(rc.choose(intra, budget), q - 1)
-            elif first and bits < budget / 1.5 and q < rc.levels - 1:
-                nq = max(rc.choose(intra, budget), q + 1)
-            else:
-                break
-            if nq in tried:
-                break
-            q = nq
-        n = self.writer.write(packet)
-        self._overhead = n - sum(len(c) for c in packet.chunks)
-        rc.account(8 * n)
-        return n
+        prev = self.coder.prev_codes          # the entropy context: read before analyse moves it on
+        ftype, codes, mv, _ = self.coder.analyse(frame)
+        chunks = [b"" if mv is None else self.entropy.encode_motion(mv)]
+        chunks += self.entropy.encode_codes(int(ftype), codes, prev)
+        return self.writer.write(Packet(ftype, tuple(chunks)))
 
     def close(self) -> None:
         self.writer.close()
@@ -113,37 +147,45 @@ class StreamDecoder:
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
-        self.coder = FrameCoder(codec.model, h.width, h.height, max(1, h.gop))
+        self.coder = FrameCoder(codec, h.width, h.height, Level(codec.model.cfg.num_stages), max(1, h.gop))
+        self.entropy = codec.model.entropy
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for packet in self.reader:
             yield self.decode_packet(packet)
 
     def decode_packet(self, packet: Packet) -> np.ndarray:
-        return self.coder.decode(packet)
+        c = self.coder
+        stages = len(packet.chunks) - 1
+        if not 1 <= stages <= self.coder.model.cfg.num_stages:
+            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected 2..{1 + c.model.cfg.num_stages}")
+        ftype = FrameType(packet.frame_type)
+        if ftype == FrameType.P and c.ref is None:
+            raise BitstreamError("P-frame without a preceding I-frame")
+        mv = None
+        if ftype == FrameType.P:
+            mv = self.entropy.decode_motion(packet.chunks[0], c.mv_shape, c.model.mv_limit)
+        codes = self.entropy.decode_codes(int(ftype), list(packet.chunks[1:]), c.latent_shape, c.prev_codes)
+        return c.synthesise(ftype, codes, mv)
 
 
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel, name: str, sha256: str, card: dict | None = None,
-                 bf16: bool = True):
-        """bf16: run the float transforms (not the integer entropy parameters) under bf16 autocast, as in
-        training: about 1.5x faster on CPUs with BF16; decoded frames may then differ by a rounding between
-        machines (the parse never does)."""
+    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.model.autocast = bf16
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
-        self.card = dict(card or {})
-        self.qualities = tuple(range(1, model.cfg.num_qualities + 1))
-        self.default_quality = int(self.card.get("default_quality", self.qualities[len(self.qualities) // 2]))
+        self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
+        if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
+            raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
+        self.qualities = tuple(self.levels)
+        self.default_quality = self.qualities[len(self.qualities) // 2]
         self.default_gop = DEFAULT_GOP
-        self.lambdas = quality_lambdas(self.card, model.cfg.num_qualities)  # the encoder's RD lambda per quality
 
     def __repr__(self) -> str:
-        return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities=1..{len(self.qualities)})"
+        return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"
 
     def check_stream(self, header: StreamHeader) -> None:
         if header.model_name != self.name or header.model_hash != self.model_hash:
@@ -153,7 +195,7 @@ class Codec:
     def _quality(self, quality: int | None) -> int:
         q = self.default_quality if quality is None else quality
         if q not in self.qualities:
-            raise ValueError(f"quality must be one of 1..{len(self.qualities)}, got {quality}")
+            raise ValueError(f"quality must be one of {self.qualities}, got {quality}")
         return int(q)
 
     def _gop(self, gop: int | None) -> int:
@@ -164,15 +206,8 @@ class Codec:
 
     # streaming ------------------------------------------------------------------
     def stream_encoder(self, fileobj: BinaryIO, width: int, height: int, fps: Fraction = Fraction(30, 1),
-                       quality: int | None = None, gop: int | None = None, frame_count: int = 0,
-                       preset: str | Preset = DEFAULT_PRESET, bitrate: int | str | None = None) -> StreamEncoder:
-        """An encoder writing to ``fileobj``. ``preset``: fast, medium, slow or veryslow (encoder work only; every
-        preset decodes with the same decoder). ``bitrate`` (bits/s, or text like '300k', '1.5M') instead of
-        ``quality``: a rate controller picks each frame's quality (see neuralcodec/ratecontrol.py)."""
-        if quality is not None and bitrate is not None:
-            raise ValueError("give quality or bitrate, not both")
-        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count,
-                             get_preset(preset), bitrate)
+                       quality: int | None = None, gop: int | None = None, frame_count: int = 0) -> StreamEncoder:
+        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count)
 
     def stream_decoder(self, fileobj: BinaryIO, limits: DecodeLimits | None = None,
                        max_pixels: int | None = None) -> StreamDecoder:
@@ -182,10 +217,8 @@ class Codec:
 
     # whole clips in memory ---------------------------------------------------------
     def encode(self, frames: np.ndarray | Iterable[np.ndarray], quality: int | None = None, gop: int | None = None,
-               fps: Fraction = Fraction(30, 1), preset: str | Preset = DEFAULT_PRESET,
-               bitrate: int | str | None = None) -> bytes:
-        """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream (preset and bitrate
-        as in stream_encoder)."""
+               fps: Fraction = Fraction(30, 1)) -> bytes:
+        """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream."""
         it = iter(frames)
         first = next(it, None)
         if first is None:
@@ -195,7 +228,7 @@ class Codec:
             raise ValueError(f"frames must be (H, W, 3) RGB, got shape {first.shape}")
         n = len(frames) if hasattr(frames, "__len__") else 0
         buf = io.BytesIO()
-        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n, preset, bitrate)
+        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n)
         enc.write(first)
         for f in it:
             enc.write(f)
@@ -212,8 +245,7 @@ class Codec:
 
     # files ------------------------------------------------------------------------
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: int | None = None,
-                    gop: int | None = None, force: bool = False, preset: str | Preset = DEFAULT_PRESET,
-                    bitrate: int | str | None = None) -> int:
+                    gop: int | None = None, force: bool = False) -> int:
         """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count.
 
         An existing ``dst`` is replaced only with ``force``, and only if it is a regular file (see io.atomic_output).
@@ -221,7 +253,7 @@ class Codec:
         from .io import atomic_output, open_video
         info, frames = open_video(src)
         with atomic_output(dst, force) as tmp, open(tmp, "wb") as f:
-            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop, 0, preset, bitrate)
+            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop)
             count = 0
             for frame in frames:
                 enc.write(frame)

@@ -10,12 +10,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .codec import Codec, ModelError, file_sha256
+from .codec import Codec, Level, ModelError, default_levels, file_sha256
 from .model import ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
-FORMAT = "ncodec-model-2"
-MAX_CARD_BYTES = 1 << 20
+FORMAT = "ncodec-model-1"
 
 
 @dataclass(frozen=True)
@@ -25,111 +24,92 @@ class ModelEntry:
     name: str
     filename: str
     sha256: str
-    version: str = ""       # the shipped model's version (one row of the model card's learning curve each)
 
 
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "44263215b7857bee11b01a39a547b00b449fd431663c27a24ad31e60814368dd", version="2.0"),
+                   "39ac6cc673d7cf0db7719a200e71a9539d5ce16035865c7367691a358c4953f7"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
 
 
-def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, card: dict | None = None,
-               half: bool = True) -> str:
-    """Write weights (fp16 floats; the integer network and gains in fp32), tables, config and model card
-    (training history, measured figures) to a safetensors file; returns its sha256."""
-    if model.cdf.numel() == 0:
-        raise ModelError("model has no frozen entropy tables; export it first")
+def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True,
+               levels: dict[int, Level] | None = None) -> str:
+    """Write weights (fp16 floats), buffers, config and quality table to a safetensors file; returns its sha256."""
+    if not model.entropy.exported:
+        raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if half and v.is_floating_point() and not _keep_fp32(k):
+        if half and v.is_floating_point() and not k.endswith(".embed"):
             v = v.half()
         tensors[k] = v
+    levels = levels or default_levels(model.cfg.num_stages)
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
-            "card": json.dumps(card or {}, sort_keys=True)}
+            "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
     from .io import atomic_output
     with atomic_output(path, force=True) as tmp:  # replaces an older model file, never a folder or device
         save_file(tensors, str(tmp), metadata=meta)
     return file_sha256(path)
 
 
-def _keep_fp32(key: str) -> bool:
-    """The integer hyper-synthesis's weights (rounded to 2^-8 at use: fp16 keeps them), priors and gains stay fp32."""
-    return "hyper_s" in key or "zprior" in key or "gain" in key
+def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None]:
+    """Build the model a safetensors file describes; returns (model, name, quality table). ModelError on any defect.
 
-
-def round_like_saved(model: VideoCodecModel) -> None:
-    """Round weights as save_model stores them, so what export measures is what ships."""
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if v.is_floating_point() and not _keep_fp32(k):
-                v.copy_(v.half().float())
-
-
-def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict]:
-    """Build the model a safetensors file describes; returns (model, name, card). ModelError on any defect.
-
-    The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor
-    is built, and every tensor must match the built model's shapes and dtypes exactly.
+    The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor is
+    built, and every tensor's shape is checked against the built model before it is read.
     """
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 fmt = str(meta.get("format"))[:40]
-                raise ModelError(f"{path}: not an ncodec model file of this version (format {fmt!r})")
-            for key in ("name", "config", "card"):
-                if not isinstance(meta.get(key), str) or len(meta[key]) > MAX_CARD_BYTES:
+                raise ModelError(f"{path}: not an ncodec model file (format {fmt!r})")
+            for key in ("name", "config"):
+                if not isinstance(meta.get(key), str) or len(meta[key]) > 1 << 16:
                     raise ModelError(f"{path}: model file lacks a valid {key!r} entry")
             try:
                 cfg = ModelConfig.from_json(meta["config"])
-                card = json.loads(meta["card"])
             except ValueError as e:
                 raise ModelError(f"{path}: bad model config: {e}") from None
-            if not isinstance(card, dict):
-                raise ModelError(f"{path}: model card must be a JSON object")
+            levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
+                       for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
             model = VideoCodecModel(cfg)
             ref = model.state_dict()
-            keys = set(f.keys())
-            if keys != set(ref):
-                missing, extra = sorted(set(ref) - keys)[:3], sorted(keys - set(ref))[:3]
+            if set(f.keys()) != set(ref):
+                missing, extra = sorted(set(ref) - set(f.keys()))[:3], sorted(set(f.keys()) - set(ref))[:3]
                 raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {extra})")
             state = {}
             for k in ref:
-                sl = f.get_slice(k)
-                shape = tuple(sl.get_shape())
-                if k != "cdf" and shape != tuple(ref[k].shape):
+                shape = tuple(f.get_slice(k).get_shape())
+                if k.endswith("entropy.cdf") or k == "entropy.cdf":
+                    if len(shape) != 2 or shape[0] * shape[1] > 1 << 24:
+                        raise ModelError(f"{path}: bad CDF table shape {shape}")
+                elif shape != tuple(ref[k].shape):
                     raise ModelError(f"{path}: tensor {k} has shape {shape}, the config needs {tuple(ref[k].shape)}")
-                if k == "cdf" and (len(shape) != 2 or shape[0] * shape[1] > 1 << 24):
-                    raise ModelError(f"{path}: bad CDF table shape {shape}")
                 t = f.get_tensor(k)
                 state[k] = t.to(ref[k].dtype) if ref[k].is_floating_point() and t.is_floating_point() else t
     except ModelError:
         raise
-    except Exception as e:  # safetensors raises several types for a bad file
+    except Exception as e:  # safetensors, json and Level raise several types for a bad file
         raise ModelError(f"{path}: cannot read model file ({type(e).__name__}: {str(e)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
-    if state["cdf"].dtype != torch.int32:
-        raise ModelError(f"{path}: CDF tables must be int32")
-    try:
-        from .coding import coder_tables
-        coder_tables(model)
-    except ValueError as e:
-        raise ModelError(f"{path}: bad entropy tables ({e})") from None
-    return model.eval(), meta["name"], card
+    if model.entropy.exported:
+        try:
+            model.entropy.tables()
+        except ValueError as e:
+            raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
+    return model.eval(), meta["name"], levels
 
 
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
     """Load a shipped model by name (default: the package's default) or a model file by path; offline."""
     key = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    version = ""
     if key in REGISTRY:
         entry = REGISTRY[key]
         path = MODELS_DIR / entry.filename
@@ -138,14 +118,14 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
         digest = file_sha256(path)
         if digest != entry.sha256:
             raise ModelError(f"model {key!r}: sha256 {digest[:16]}... does not match the pinned {entry.sha256[:16]}...")
-        version = entry.version
     else:
         path = Path(key)
         if not path.is_file():
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
-    model, name, card = read_model(path)
-    return Codec(model, name, digest, {**card, "name": name, "version": version, "sha256": digest})
+    torch.set_flush_denormal(True)
+    model, name, levels = read_model(path)
+    return Codec(model, name, digest, levels)
 
 
 def load_codec_for_stream(src) -> Codec:
@@ -166,18 +146,7 @@ def load_codec_for_stream(src) -> Codec:
     return codec
 
 
-def list_models() -> list[dict]:
-    """The shipped models' cards (name, version, parameters, decoder MAC per pixel, training history), as
-    load_codec(name).card gives them, plus whether each is the default and its file."""
-    out = []
-    for name, entry in REGISTRY.items():
-        path = MODELS_DIR / entry.filename
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            card = json.loads(meta.get("card", "{}"))
-        except Exception:
-            card = {}
-        out.append({**card, "name": name, "version": entry.version, "default": name == DEFAULT_MODEL,
-                    "file": entry.filename, "sha256": entry.sha256})
-    return out
+def model_info(path: str | os.PathLike) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {"name": meta.get("name"), "config": json.loads(meta.get("config", "{}"))}

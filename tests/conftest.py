@@ -1,11 +1,12 @@
-"""Shared fixtures: a tiny exported codec (random weights, frozen tables) and small test clips."""
+"""Shared fixtures: a tiny codec with initialised codebooks and frozen tables, and small test clips."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from neuralcodec.codec import Codec
+from neuralcodec.codec import Codec, Level
+from neuralcodec.training.export import gather_statistics
 from neuralcodec.model import TINY, VideoCodecModel
 
 
@@ -20,15 +21,16 @@ def textured_clip(t: int, h: int, w: int, pan: int = 0, seed: int = 0) -> np.nda
 
 
 def make_tiny_model(seed: int = 0) -> VideoCodecModel:
-    """TINY with random weights and frozen tables (export's statistics pass on a small panning clip)."""
     torch.manual_seed(seed)
     model = VideoCodecModel(TINY).eval()
-    clip = torch.from_numpy(textured_clip(3, 32, 48, pan=2, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
-    from neuralcodec.coding import build_tables
-    from neuralcodec.training.export import motion_statistics
-    from neuralcodec.registry import round_like_saved
-    round_like_saved(model)
-    build_tables(model, motion_statistics(model, clip))
+    clip = torch.from_numpy(textured_clip(3, 32, 48, pan=1, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
+    with torch.no_grad():
+        out = model(clip, bypass_vq=True)
+        g = torch.Generator().manual_seed(seed)
+        model.i_vq.init_kmeans(out.latents[0], generator=g)
+        model.p_vq.init_kmeans(torch.cat(out.latents[1:]), generator=g)
+    counts = gather_statistics(model, [textured_clip(4, 32, 48, pan=1, seed=seed + 1)], progress=False)
+    model.entropy.update(counts)
     return model
 
 
@@ -37,29 +39,10 @@ def tiny_model() -> VideoCodecModel:
     return make_tiny_model()
 
 
+# stages grow and the encoder's rate-distortion thresholds shrink with the level, as in a shipped table
+TINY_LEVELS = {1: Level(1, 0.0, 0.2), 2: Level(2, 0.01, 0.05), 3: Level(3, 0.0, 0.0)}
+
+
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_model) -> Codec:
-    return Codec(tiny_model, "tiny-test", "ab" * 32)
-
-
-@pytest.fixture(scope="session")
-def packed(tmp_path_factory):
-    """A tiny prepared root (the writers prepare.py uses) and its pack: (root, pack path, index)."""
-    from neuralcodec.training import pack as K
-    from neuralcodec.training.data import prepare as P
-    r = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(3)
-    video = P.numpy_procedural_clip(seed=1, n=20, size=(96, 72))
-    tr, va = P.split_train_val(len(video))
-    entries = [P.write_clip(r, "video", "vid", "train", video[tr]), P.write_clip(r, "video", "vid", "val", video[va])]
-    proc = P.numpy_procedural_clip(seed=2, n=12, size=(64, 48))
-    entries += [P.write_clip(r, "procedural", "proc", "train", proc[:9]),
-                P.write_clip(r, "procedural", "proc", "val", proc[9:])]
-    yy, xx = np.mgrid[0:300, 0:400]
-    photo = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1) + rng.integers(0, 24, (300, 400, 3))
-    entries += P.write_photo(r, "p_train", "train", photo.clip(0, 255).astype(np.uint8), scales=(300, 64))
-    entries += P.write_photo(r, "p_val", "val", rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), scales=(90,))
-    P.write_manifest(r, entries)
-    path = r / "t.ncpack"
-    index = K.build_pack(r, path, log=lambda m: None)
-    return r, path, index
+    return Codec(tiny_model, "tiny-test", "ab" * 32, TINY_LEVELS)

@@ -226,11 +226,8 @@ def test_magic_version_and_checksums():
     with pytest.raises(TruncatedError):
         unpack_stream(MAGIC[:2])
     bad_version = bytes(data[:4]) + bytes([FORMAT_VERSION + 1]) + bytes(data[5:])
-    with pytest.raises(UnsupportedVersionError, match=f"version {FORMAT_VERSION + 1}"):
+    with pytest.raises(UnsupportedVersionError, match="version 2"):
         unpack_stream(bad_version)
-    v1 = bytes(data[:4]) + bytes([1]) + bytes(data[5:])
-    with pytest.raises(UnsupportedVersionError, match="format version 1 .*ncodec 0.1"):
-        unpack_stream(v1)
     hdr_len = len(make_header().to_bytes())
     corrupt = bytearray(data)
     corrupt[hdr_len - 9] ^= 0x01  # inside model_hash

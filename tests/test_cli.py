@@ -183,9 +183,8 @@ def test_memory_does_not_grow_with_length(tmp_path):
         with open_writer(clip, 64, 48, Fraction(25)) as writer:
             for frame in pattern(64, 48, count):
                 writer.write(frame)
-        # --gop 2 and --preset fast: fewer motion searches (the slow part), P-frames still run throughout
-        enc = peak_rss_kb("encode", clip, "-o", tmp_path / f"c{count}.ncv", "--quiet", "--gop", "2",
-                          "--preset", "fast")
+        # --gop 2: every other frame skips the motion search (the slow part), P-frames still run throughout
+        enc = peak_rss_kb("encode", clip, "-o", tmp_path / f"c{count}.ncv", "--quiet", "--gop", "2")
         dec = peak_rss_kb("decode", tmp_path / f"c{count}.ncv", "-o", tmp_path / f"d{count}.y4m", "--quiet")
         rss[count] = (enc, dec)
     assert header_of(tmp_path / "c300.ncv").frame_count == 300
@@ -264,8 +263,7 @@ def test_info_text(stream):
     assert f"{data['kbit_per_s']:.2f} kbit/s" in text
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in [[str(i)] for i in range(5)]]
     assert [r[1] for r in rows] == [f["type"] for f in data["frames"]]
-    assert [int(r[2]) for r in rows] == [f["quality"] for f in data["frames"]]
-    assert [int(r[3].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
+    assert [int(r[2].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
 
 
 def test_help_has_examples():
@@ -636,17 +634,3 @@ def test_help_documents_budgets_pipes_and_exit_status():
     decode_help = " ".join(cli("decode", "--help").stdout.split())
     assert f"{bitstream.DEFAULT_MAX_PIXELS:,}" in decode_help and f"{bitstream.DEFAULT_MAX_SAMPLES:,}" in decode_help
     assert "--format" in decode_help and "--max-samples" in decode_help
-
-
-def test_models_lists_the_shipped_models():
-    data = json.loads(run("models", "--json").stdout)
-    assert [m["name"] for m in data] == list(neuralcodec.REGISTRY)
-    card = next(m for m in data if m["default"])
-    for key in ("version", "parameters", "decoder_macs_per_pixel", "training"):
-        assert key in card, key
-    assert card["training"]["steps"] > 0 and "cpu_hours" in card["training"] and "gpu_hours" in card["training"]
-    loaded = neuralcodec.load_codec().card
-    assert {k: loaded[k] for k in ("name", "version", "sha256", "parameters")} == \
-        {k: card[k] for k in ("name", "version", "sha256", "parameters")}
-    text = run("models").stdout
-    assert card["name"] in text and "kMAC/pixel" in text and "training steps" in text

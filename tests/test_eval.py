@@ -225,29 +225,3 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown codec" in capsys.readouterr().err
     assert main(["--size", "12by4", "--out", str(tmp_path / "o")]) == 2
     assert "bad size" in capsys.readouterr().err
-
-
-def test_rate_controlled_points_record_rate_error(png_clip, tmp_path):
-    out = tmp_path / "abr"
-    rc = main(["--clips", str(png_clip), "--out", str(out), "--codecs", "ncodec-abr,x264-lowdelay",
-               "--max-frames", "4", "--metrics", "psnr", "--no-progress"])
-    assert rc == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["failures"] == []
-    for codec in ("ncodec-abr", "x264-lowdelay-abr"):
-        pts = [p for p in res["points"] if p["codec"] == codec]
-        assert len(pts) == 4 and all(p["param"] == "kbps" and math.isfinite(p["rate_error_pct"]) for p in pts)
-        assert all(p["rate_error_pct"] == pytest.approx(100 * (p["kbps"] / p["target_kbit_per_s"] - 1))
-                   for p in pts)
-    assert "## Rate control" in (out / "results.md").read_text()
-
-
-def test_quality_subset_and_bad_subset(png_clip, tmp_path, capsys):
-    out = tmp_path / "q"
-    assert main(["--clips", str(png_clip), "--out", str(out), "--codecs", "ncodec", "--qualities", "1,16",
-                 "--max-frames", "2", "--metrics", "psnr", "--no-progress"]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert sorted(p["value"] for p in res["points"]) == [1, 16]
-    assert main(["--clips", str(png_clip), "--out", str(out), "--codecs", "ncodec", "--qualities", "0,99",
-                 "--no-progress"]) == 2
-    assert "--qualities" in capsys.readouterr().err

@@ -1,7 +1,7 @@
-"""Network parts of the ncodec model (pure torch, no bytes): transforms, integer hyper-synthesis, priors, motion."""
-from .codec_model import ForwardOutput, FrameCode, FrameParams, VideoCodecModel, quantize, to_levels
+"""Network parts of the ncodec model: autoencoders, residual VQ, motion and the entropy model."""
+from .codec_model import ForwardOutput, VideoCodecModel, to_levels
 from .config import TINY, ModelConfig
-from .intnet import scale_table
+from .entropy import IndexEntropyModel, TablesNotExportedError
 
-__all__ = ["ForwardOutput", "FrameCode", "FrameParams", "ModelConfig", "TINY", "VideoCodecModel", "quantize",
-           "scale_table", "to_levels"]
+__all__ = ["ForwardOutput", "IndexEntropyModel", "ModelConfig", "TablesNotExportedError", "TINY",
+           "VideoCodecModel", "to_levels"]

@@ -1,4 +1,4 @@
-"""Training losses: distortion (MSE, MS-SSIM) and the adversarial loss object owning the discriminator."""
+"""Training losses: distortion (L1, MSE, MS-SSIM) and the adversarial loss object owning the discriminator."""
 from __future__ import annotations
 
 import torch
@@ -9,27 +9,23 @@ from torch import nn
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)  # first four standard scales, renormalised inside pytorch-msssim
 
 
-def msssim(x: torch.Tensor, y: torch.Tensor, per_image: bool = False) -> torch.Tensor:
-    """MS-SSIM of images in [0, 1] with 4 scales; the window shrinks (7, 5, 3) for small crops, then plain SSIM.
-
-    per_image: one value per image (N,) instead of the batch mean.
-    """
+def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of images in [0, 1] with 4 scales; the window shrinks (7, 5, 3) for small crops, then plain SSIM."""
     side = min(x.shape[-2:])
     win = next((k for k in (7, 5, 3) if side > (k - 1) * 16), None)
-    x, y = x.float(), y.float()
     if win is None:
-        return ssim(x.clamp(0, 1), y, data_range=1.0, win_size=min(3, side - (side + 1) % 2),
-                    size_average=not per_image)
+        return ssim(x.clamp(0, 1), y, data_range=1.0, win_size=min(3, side - (side + 1) % 2))
     w = torch.tensor(MS_SSIM_WEIGHTS, device=x.device)
-    return ms_ssim(x.clamp(0, 1), y, data_range=1.0, win_size=win, weights=w / w.sum(), size_average=not per_image)
+    return ms_ssim(x.clamp(0, 1), y, data_range=1.0, win_size=win, weights=w / w.sum())
 
 
 def distortion(x: torch.Tensor, xhat: torch.Tensor, w_msssim: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Per-image MSE + w * (1 - MS-SSIM) of frames (N, 3, H, W) in [0, 1]: returns (N,) and logs."""
-    mse = (x - xhat).pow(2).mean((1, 2, 3))
-    ms = msssim(xhat, x, per_image=True) if w_msssim > 0 else torch.ones_like(mse)
-    d = mse + w_msssim * (1 - ms)
-    return d, {"mse": float(mse.detach().mean()), "msssim": float(ms.detach().mean())}
+    """L1 + MSE + w * (1 - MS-SSIM) over a batch of frames (N, 3, H, W)."""
+    l1 = (x - xhat).abs().mean()
+    mse = (x - xhat).pow(2).mean()
+    ms = msssim(xhat, x) if w_msssim > 0 else xhat.new_ones(())
+    loss = l1 + mse + w_msssim * (1 - ms)
+    return loss, {"l1": float(l1), "mse": float(mse), "msssim": float(ms)}
 
 
 class PatchDiscriminator(nn.Module):

@@ -1,61 +1,58 @@
-"""Training entry point: `python -m neuralcodec.training.train` (rate + lambda x distortion, one model for every rate).
-
-Runs accumulate: `--init-from ncodec-base` (a shipped name or a model file) starts from shipped weights and
-inherits their training history (steps, CPU and GPU hours, commands); `--resume` continues a checkpoint;
-checkpoints are written every few minutes; `--export` writes a shippable model file at the end.
-"""
+"""Training entry point: `python -m neuralcodec.training.train` (single process, or under torchrun with DDP)."""
 from __future__ import annotations
 
 import argparse
-import copy
+import csv
 import dataclasses
 import json
 import math
-import shlex
-import sys
+import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from ..model import ModelConfig, TINY, VideoCodecModel
-from ._malloc import keep_freed_memory
 from .losses import AdversarialLoss, distortion
+from ..model import ModelConfig, VideoCodecModel
+from ..io import atomic_output
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved inside every checkpoint."""
 
-    data: str = "data/train.ncpack"    # a pack file (python -m neuralcodec.training.pack)
+    data_root: str = "data/"         # a prepared folder, or a pack file (python -m neuralcodec.training.pack)
     out_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)
     crop: int = 128
     clip_len: int = 3                 # I-frame + (clip_len - 1) P-frames coded on their own reconstructions
     batch_size: int = 8
-    steps: int = 20000                # total steps of this run's schedule (counted from the run's first step)
-    time_limit_min: float = 0.0       # stop (checkpoint, export) after this much wall time; 0 = no limit
+    steps: int = 4000
+    warmup_steps: int = 300           # autoencoder without quantization, then k-means init of every stage
+    kmeans_batches: int = 6
     lr: float = 3e-4
-    lr_warmup: int = 200              # linear warm-up (also on a restart from shipped weights)
-    lr_decay_frac: float = 0.3        # cosine decay to lr_min over the last fraction of the steps (or time)
-    lr_min: float = 1e-5
-    lambda_min: float = 0.0005        # rate-distortion lambda of the lowest quality (MSE on 8-bit scale)
-    lambda_max: float = 0.05          # ... of the highest; log-spaced in between
-    w_msssim: float = 0.02            # distortion = MSE + w_msssim * (1 - MS-SSIM)
-    ema_decay: float = 0.999          # weights averaged for validation and export
-    bf16: bool = True                 # bf16 autocast of the convolutional transforms
-    gan_start: int = 10 ** 9          # GAN warm-up: no adversarial term before this step
-    gan_weight: float = 0.05
+    lr_min: float = 3e-5
+    min_stages: int = 1               # quantizer dropout: stages per sample drawn in [min_stages, num_stages]
+    w_msssim: float = 0.2
+    w_commit: float = 0.25
+    w_latent_l1: float = 0.01         # rate proxy on P-frame latents
+    gan_start: int = 2500             # GAN warm-up: no adversarial term before this step
+    gan_weight: float = 0.1
     gan_feat_weight: float = 0.5
     disc_lr: float = 2e-4
-    ckpt_minutes: float = 5.0
-    log_every: int = 50
-    val_every: int = 1000
-    val_clips: int = 8
-    val_crop: int = 256
+    ckpt_every: int = 250
+    log_every: int = 10
+    val_every: int = 250
     seed: int = 0
-    device: str = "auto"
+    num_workers: int = 0
+    weights: dict = field(default_factory=lambda: {"video": 0.4, "photo": 0.5, "procedural": 0.1})
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -69,290 +66,261 @@ class TrainConfig:
         return cls(**d)
 
 
-# Presets: sizes for a machine. `gpu`: about 25 minutes of one H100; `gpu-tiny`: the same code path, tiny, for tests.
-PRESETS = {
-    "cpu": {},
-    "gpu": {"batch_size": 32, "crop": 256, "steps": 40000, "time_limit_min": 24.0, "lr": 4e-4,
-            "val_every": 2000, "ckpt_minutes": 3.0, "device": "cuda", "val_clips": 16},
-    "gpu-tiny": {"batch_size": 2, "crop": 64, "steps": 6, "val_every": 3, "val_clips": 2, "val_crop": 64,
-                 "log_every": 1, "lr_warmup": 2, "model": TINY},
-}
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-# What a run started with --init-from takes from the shipped model's training config unless given explicitly
-INHERITED = ("lambda_min", "lambda_max", "w_msssim")
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def lambdas(cfg: TrainConfig) -> torch.Tensor:
-    """Lambda of each quality index (log-spaced)."""
-    q = cfg.model.num_qualities
-    return torch.exp(torch.linspace(math.log(cfg.lambda_min), math.log(cfg.lambda_max), q))
+def empirical_bpp(codes: torch.Tensor, n: int) -> float:
+    """Bits per pixel of the first n stages of codes (B, S, h, w) under their own empirical distribution."""
+    bits = 0.0
+    for s in range(n):
+        c = torch.bincount(codes[:, s].reshape(-1)).float()
+        p = c[c > 0] / c.sum()
+        bits += float(-(p * p.log2()).sum())
+    return bits / 64.0
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1] (x is clamped)."""
     mse = float((x.clamp(0, 1) - y).pow(2).mean())
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
-def interp_at(bpp: list[float], val: list[float], target: float) -> float | None:
-    """Quality at a target bpp, linear in log(bpp) between measured points; None outside their range."""
-    pts = sorted(zip(bpp, val))
-    for (b0, v0), (b1, v1) in zip(pts, pts[1:]):
-        if b0 <= target <= b1 and b1 > b0:
-            t = (math.log(target) - math.log(b0)) / (math.log(b1) - math.log(b0))
-            return v0 + t * (v1 - v0)
-    return None
-
-
 class Trainer:
-    """Owns the model, its EMA, the optimizers, the data and the loop."""
+    """Owns model, optimizers, data and the training loop."""
 
-    def __init__(self, cfg: TrainConfig, history: dict | None = None):
-        self.cfg = cfg
-        dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(dev)
-        torch.manual_seed(cfg.seed)
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        self.model = VideoCodecModel(cfg.model).to(self.device).to(memory_format=torch.channels_last)
-        self.model.autocast = cfg.bf16
-        self.ema = copy.deepcopy(self.model).eval()
-        for p in self.ema.parameters():
-            p.requires_grad_(False)
-        self.adv = AdversarialLoss(cfg.gan_weight, cfg.gan_feat_weight, cfg.disc_lr, cfg.gan_start).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.step = 0           # steps of this run
-        self.elapsed = 0.0      # wall seconds of this run (across resumes)
-        self.history = dict(history or {"steps": 0, "cpu_hours": 0.0, "gpu_hours": 0.0, "commands": []})
-        self.curve: list[dict] = []
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed + _rank())
+        random.seed(cfg.seed + _rank())
+        np.random.seed(cfg.seed + _rank())
+        self.model = VideoCodecModel(cfg.model).to(device)
+        self.adv = AdversarialLoss(cfg.gan_weight, cfg.gan_feat_weight, cfg.disc_lr, cfg.gan_start).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.step = 0
+        self.vq_ready = False
+        self.ddp = None
+        if _world() > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
+        self.pack = Path(cfg.data_root).is_file()
+        if self.pack:   # one pack file, decoded once onto the device; batches drawn there
+            from .data import PackDataset
+            self.train_ds = PackDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed * 1000 + _rank(),
+                                        device=device, weights=cfg.weights)
+            self.val_ds = PackDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, device=device,
+                                      weights=cfg.weights)
+        else:
+            from .data import ClipDataset
+            self.train_ds = ClipDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop,
+                                        seed=cfg.seed * 1000 + _rank(), weights=cfg.weights)
+            self.val_ds = ClipDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, weights=cfg.weights)
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        from .data import PackDataset
-        self.train_ds = PackDataset(cfg.data, "train", cfg.clip_len, cfg.crop, seed=cfg.seed, device=self.device)
-        self.val_ds = PackDataset(cfg.data, "val", cfg.clip_len, cfg.val_crop, seed=12345, device=self.device)
-        self.val_batch = self.val_ds.fixed_batch(cfg.val_clips, seed=12345)
-        self.lams = lambdas(cfg).to(self.device)
 
-    # weights ----------------------------------------------------------------------------------------------------
-    def init_from(self, model: VideoCodecModel) -> None:
-        """Start from shipped weights (model and EMA); the optimizer starts fresh (a warm restart)."""
-        if model.cfg != self.cfg.model:
-            raise ValueError("--init-from model has another config than this run")
-        state = {k: v for k, v in model.state_dict().items() if k != "cdf"}
-        self.model.load_state_dict(state, strict=False)
-        self.ema.load_state_dict(state, strict=False)
-
-    def save(self) -> Path:
-        state = {"config": self.cfg.to_json(), "step": self.step, "elapsed": self.elapsed,
-                 "history": json.dumps(self.history), "curve": json.dumps(self.curve),
-                 "model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                 "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict(),
-                 "gen": self.gen.get_state()}
-        from ..io import atomic_output
-        path = self.out / "latest.pt"
-        with atomic_output(path, force=True) as tmp:   # replaces our previous checkpoint, nothing else
-            torch.save(state, tmp)
+    # checkpoints ------------------------------------------------------------------
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.out / f"ckpt_{self.step:06d}.pt"
+        state = {"config": self.cfg.to_json(), "step": self.step, "vq_ready": self.vq_ready,
+                 "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                 "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
+        for target in (path, self.out / "latest.pt"):
+            with atomic_output(target, force=True) as tmp:
+                torch.save(state, tmp)
         return path
 
     def load(self, path: str | Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
         self.adv.load_state_dict(state["adv"])
         self.adv.optimizer.load_state_dict(state["adv_opt"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        if "gen" in state:   # the data sampler continues where it stopped instead of repeating its batches
-            self.gen.set_state(state["gen"].cpu())
-        self.history = json.loads(state["history"])
-        self.curve = json.loads(state["curve"])
+        self.step, self.vq_ready = int(state["step"]), bool(state["vq_ready"])
 
-    def cumulative(self) -> dict:
-        """Training history including this run so far."""
-        h = dict(self.history)
-        hours = self.elapsed / 3600
-        h["steps"] = int(h.get("steps", 0)) + self.step
-        key = "gpu_hours" if self.device.type == "cuda" else "cpu_hours"
-        h[key] = round(float(h.get(key, 0.0)) + hours, 4)
-        return h
+    # data -----------------------------------------------------------------------
+    def batches(self):
+        if self.pack:
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + _rank() + self.step)
+            while True:
+                yield self.train_ds.sample(self.cfg.batch_size, gen).contiguous()
+        loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size, shuffle=True,
+                            num_workers=self.cfg.num_workers, drop_last=True,
+                            persistent_workers=self.cfg.num_workers > 0)
+        epoch = 0
+        while True:
+            if hasattr(self.train_ds, "set_epoch"):
+                self.train_ds.set_epoch(epoch)
+            for batch in loader:
+                yield batch.to(self.device).contiguous()
+            epoch += 1
 
-    # schedule ---------------------------------------------------------------------------------------------------
-    def progress(self) -> float:
+    # phases ---------------------------------------------------------------------
+    @torch.no_grad()
+    def init_codebooks(self, batches) -> dict[str, list[float]]:
+        """k-means on the latents each RVQ actually sees (I latents, and P latents of the warm-up model)."""
+        self.model.eval()
+        zi, zp = [], []
+        for _ in range(self.cfg.kmeans_batches):
+            out = self.model(next(batches), bypass_vq=True)
+            zi.append(out.latents[0].cpu())
+            zp.extend(z.cpu() for z in out.latents[1:])
+        self.model.train()
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        res = {"i": self.model.i_vq.init_kmeans(torch.cat(zi), generator=g),
+               "p": self.model.p_vq.init_kmeans(torch.cat(zp), generator=g)}
+        self.model.to(self.device)
+        self.vq_ready = True
+        return res
+
+    def lr_at(self, step: int) -> float:
         c = self.cfg
-        p = self.step / max(1, c.steps)
-        if c.time_limit_min > 0:
-            p = max(p, self.elapsed / (60 * c.time_limit_min))
-        return min(1.0, p)
-
-    def lr_now(self) -> float:
-        c = self.cfg
-        if self.step < c.lr_warmup:
-            return c.lr * (self.step + 1) / c.lr_warmup
-        start = 1 - c.lr_decay_frac
-        p = self.progress()
-        if p <= start or c.lr_decay_frac <= 0:
-            return c.lr
-        t = (p - start) / c.lr_decay_frac
+        if step < 100:
+            return c.lr * (step + 1) / 100
+        t = min(1.0, step / max(1, c.steps))
         return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * t))
 
-    # steps ------------------------------------------------------------------------------------------------------
     def train_step(self, clip: torch.Tensor) -> dict[str, float]:
         c, m = self.cfg, self.model
-        b, t, _, h, w = clip.shape
+        b, t = clip.shape[:2]
         for g in self.opt.param_groups:
-            g["lr"] = self.lr_now()
-        q = torch.randint(0, c.model.num_qualities, (b,), generator=self.gen).to(self.device)
-        out = m(clip, q)
-        bpp = (out.bits_y + out.bits_z).sum(1) / (t * h * w)                  # (B,)
-        x, xhat = clip.flatten(0, 1), out.recon.flatten(0, 1)
-        d, logs = distortion(x, xhat, c.w_msssim)
-        d = d.view(b, t).mean(1)
-        lam = self.lams[q] * 255 ** 2
-        loss = (bpp + lam * d).mean()
-        gan_on = self.adv.active(self.step)
-        if gan_on:
-            g_loss, glogs = self.adv(xhat, x, (lam * d).mean(), m.p_dec.out[0].weight, self.step)
+            g["lr"] = self.lr_at(self.step)
+        n = torch.randint(c.min_stages, c.model.num_stages + 1, (b,))
+        net = self.ddp or m
+        out = net(clip, n, bypass_vq=not self.vq_ready)
+        x = clip.flatten(0, 1)
+        xhat = out.recon.flatten(0, 1)
+        rec, logs = distortion(x, xhat, c.w_msssim)
+        loss = rec + c.w_commit * out.commit_loss + c.w_latent_l1 * out.latent_l1
+        if self.vq_ready and self.adv.active(self.step):
+            g_loss, glogs = self.adv(xhat, x, rec, m.p_dec.out[0].weight, self.step)
             loss = loss + g_loss
             logs.update(glogs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         self.opt.step()
-        if gan_on:
+        if self.vq_ready and self.adv.active(self.step):
             logs.update(self.adv.train_adv(xhat, x))
-        with torch.no_grad():
-            decay = min(c.ema_decay, (1 + self.step) / (10 + self.step))
-            for pe, pm in zip(self.ema.parameters(), m.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        logs.update(loss=float(loss), bpp=float(bpp.mean()), psnr=psnr(xhat.detach(), x), lr=self.lr_now())
+        logs.update(loss=float(loss), commit=float(out.commit_loss), latent_l1=float(out.latent_l1),
+                    psnr=psnr(xhat.detach(), x), psnr_i=psnr(out.recon[:, 0].detach(), clip[:, 0]),
+                    lr=self.lr_at(self.step))
+        if self.vq_ready:
+            logs.update({k: v for k, v in out.metrics.items()})
         return logs
 
     @torch.no_grad()
-    def validate(self, qualities: list[int] | None = None) -> dict:
-        """Real integer path of the EMA model on the fixed validation clips: bpp, PSNR, MS-SSIM per quality."""
-        from .losses import msssim
-        q_all = self.cfg.model.num_qualities
-        qualities = qualities or sorted({0, q_all // 4, q_all // 2, 3 * q_all // 4, q_all - 1})
-        clip = self.val_batch
-        b, t, _, h, w = clip.shape
-        pts = []
-        for qi in qualities:
-            out = self.ema(clip, torch.full((b,), qi, dtype=torch.long, device=self.device))
-            xhat = out.recon.clamp(0, 1)
-            pts.append({"q": qi, "bpp": float((out.bits_y + out.bits_z).sum() / (b * t * h * w)),
-                        "bpp_i": float((out.bits_y + out.bits_z)[:, 0].sum() / (b * h * w)),
-                        "psnr": psnr(xhat, clip),
-                        "msssim": float(msssim(xhat.flatten(0, 1), clip.flatten(0, 1)))})
-        res = {"points": pts}
-        for target in (0.05, 0.1, 0.2, 0.4):
-            v = interp_at([p["bpp"] for p in pts], [p["psnr"] for p in pts], target)
-            if v is not None:
-                res[f"psnr_at_{target}"] = round(v, 3)
+    def validate(self, n_batches: int = 2) -> dict[str, float]:
+        """PSNR and empirical bits per pixel of I and P frames for every number of stages."""
+        self.model.eval()
+        res: dict[str, float] = {}
+        if self.pack:
+            clips = list(self.val_ds.fixed_batch(8 * n_batches, seed=12345).split(8))
+        else:
+            clips = [torch.stack([self.val_ds[i * 8 + j] for j in range(8)]).to(self.device) for i in range(n_batches)]
+        stage_counts = range(1, self.cfg.model.num_stages + 1) if self.vq_ready else [0]
+        for n in stage_counts:
+            pi, pp, bi, bp = [], [], [], []
+            for clip in clips:
+                out = self.model(clip, n if n else None, bypass_vq=not self.vq_ready)
+                pi.append(psnr(out.recon[:, 0], clip[:, 0]))
+                pp.append(psnr(out.recon[:, 1:], clip[:, 1:]))
+                if n:
+                    bi.append(empirical_bpp(out.codes[0], n))
+                    bp.append(float(np.mean([empirical_bpp(cc, n) for cc in out.codes[1:]])))
+            res[f"val_psnr_i_{n}"] = float(np.mean(pi))
+            res[f"val_psnr_p_{n}"] = float(np.mean(pp))
+            if n:
+                res[f"val_bpp_i_{n}"] = float(np.mean(bi))
+                res[f"val_bpp_p_{n}"] = float(np.mean(bp))
+        self.model.train()
         return res
 
     def run(self) -> None:
         c = self.cfg
-        log = (self.out / "log.jsonl").open("a")
-        t_last = time.time()
-        last_ckpt = time.time()
-        while self.step < c.steps and (c.time_limit_min <= 0 or self.elapsed < 60 * c.time_limit_min):
-            clip = self.train_ds.sample(c.batch_size, self.gen).contiguous()
-            logs = self.train_step(clip)
+        batches = self.batches()
+        log_path = self.out / "log.csv"
+        jsonl = (self.out / "log.jsonl").open("a")
+        main = _rank() == 0
+        bar = tqdm(total=c.steps, initial=self.step, disable=not main, dynamic_ncols=True)
+        t0 = time.time()
+        while self.step < c.steps:
+            if not self.vq_ready and self.step >= c.warmup_steps:
+                energies = self.init_codebooks(batches)
+                if main:
+                    jsonl.write(json.dumps({"step": self.step, "kmeans_residual_energy": energies}) + "\n")
+                    jsonl.flush()
+            logs = self.train_step(next(batches))
             self.step += 1
-            now = time.time()
-            self.elapsed += now - t_last
-            t_last = now
-            if self.step % c.log_every == 0 or self.step == 1:
-                logs.update(step=self.step, elapsed_s=round(self.elapsed, 1))
-                log.write(json.dumps(logs) + "\n")
-                log.flush()
-                print(f"step {self.step} loss {logs['loss']:.4f} bpp {logs['bpp']:.4f} psnr {logs['psnr']:.2f} "
-                      f"lr {logs['lr']:.2e} ({self.elapsed / self.step:.3f} s/step)", file=sys.stderr, flush=True)
-            if self.step % c.val_every == 0:
-                self._validate_and_log(log)
-                t_last = time.time()
-            if time.time() - last_ckpt > 60 * c.ckpt_minutes:
+            if main and (self.step % c.log_every == 0 or self.step == 1):
+                logs["step"], logs["elapsed_s"] = self.step, round(time.time() - t0, 1)
+                jsonl.write(json.dumps(logs) + "\n")
+                jsonl.flush()
+                new = not log_path.exists()
+                with log_path.open("a", newline="") as f:
+                    keys = ["step", "elapsed_s", "loss", "psnr", "psnr_i", "l1", "mse", "msssim", "commit",
+                            "latent_l1", "g_loss", "d_loss", "d_weight", "lr"]
+                    w = csv.DictWriter(f, keys, extrasaction="ignore")
+                    if new:
+                        w.writeheader()
+                    w.writerow(logs)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr']:.2f}")
+            bar.update(1)
+            if main and self.step % c.val_every == 0:
+                v = self.validate()
+                v["step"] = self.step
+                jsonl.write(json.dumps(v) + "\n")
+                jsonl.flush()
+            if main and (self.step % c.ckpt_every == 0 or self.step == c.steps):
                 self.save()
-                last_ckpt = t_last = time.time()
-        if not self.curve or self.curve[-1]["step"] != self.step:
-            self._validate_and_log(log)
-        self.save()
-        log.close()
-
-    def _validate_and_log(self, log) -> None:
-        v = self.validate()
-        h = self.cumulative()
-        entry = {"step": self.step, "cumulative_steps": h["steps"], "cpu_hours": h.get("cpu_hours", 0.0),
-                 "gpu_hours": h.get("gpu_hours", 0.0), **v}
-        self.curve.append(entry)
-        log.write(json.dumps({"val": entry}) + "\n")
-        log.flush()
-        summary = {k: v for k, v in entry.items() if k.startswith("psnr_at")}
-        print(f"validation at step {self.step}: {summary}", file=sys.stderr, flush=True)
+        bar.close()
+        jsonl.close()
 
 
-def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
-    p = argparse.ArgumentParser(prog="python -m neuralcodec.training.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="sizes for the machine (default cpu)")
-    p.add_argument("--resume", help="checkpoint to resume ('auto' = OUT_DIR/latest.pt if present)")
-    p.add_argument("--init-from", help="start from a shipped model (name) or model file, inheriting its history")
-    p.add_argument("--export", metavar="FILE", help="write a shippable model file at the end")
-    p.add_argument("--name", default="ncodec-base", help="model name for --export")
-    p.add_argument("--model-config", help="JSON file with ModelConfig fields, or 'tiny'")
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
+    p = argparse.ArgumentParser(prog="python -m neuralcodec.training.train", description=__doc__)
+    p.add_argument("--resume", help="checkpoint to resume from ('auto' = OUT_DIR/latest.pt if present)")
+    p.add_argument("--config", help="JSON file with TrainConfig fields")
+    p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "str": str}.get(f.type)
-        if kind:
-            p.add_argument("--" + f.name.replace("_", "-"), type=kind)
-        elif f.type == "bool":
-            p.add_argument("--" + f.name.replace("_", "-"), type=lambda s: s.lower() in ("1", "true", "yes", "on"))
+        if f.type in ("int", "float", "str"):
+            p.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
     a = p.parse_args(argv)
-    cfg = dataclasses.replace(TrainConfig(), **PRESETS[a.preset])
+    cfg = TrainConfig.from_json(Path(a.config).read_text()) if a.config else TrainConfig()
     over = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
-            if hasattr(a, f.name) and getattr(a, f.name) is not None}
+            if f.type in ("int", "float", "str") and getattr(a, f.name) is not None}
     cfg = dataclasses.replace(cfg, **over)
-    a.explicit = set(over)
     if a.model_config == "tiny":
+        from ..model import TINY
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
         cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
-    return cfg, a
+    return cfg, a.resume
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg, a = _parse(argv)
-    keep_freed_memory()
-    command = "python -m neuralcodec.training.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    history = None
-    init_model = None
-    if a.init_from:
-        from ..registry import load_codec
-        codec = load_codec(a.init_from)
-        init_model = codec.model
-        cfg = dataclasses.replace(cfg, model=init_model.cfg)
-        # the qualities mean what they meant in training: keep the shipped lambdas unless asked otherwise
-        shipped = codec.card.get("train_config", {})
-        keep = {k: shipped[k] for k in INHERITED if k in shipped and k not in a.explicit}
-        cfg = dataclasses.replace(cfg, **keep)
-        history = dict(codec.card.get("training", {}))
-        history.setdefault("commands", [])
-    trainer = Trainer(cfg, history)
-    resume = a.resume
+def main(argv: list[str] | None = None) -> None:
+    cfg, resume = _parse(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    trainer = Trainer(cfg, device)
     if resume == "auto":
         resume = str(trainer.out / "latest.pt") if (trainer.out / "latest.pt").exists() else None
     if resume:
         trainer.load(resume)
-    elif init_model is not None:
-        trainer.init_from(init_model)
-    if command not in trainer.history.setdefault("commands", []):
-        trainer.history["commands"] = trainer.history["commands"] + [command]
-    (trainer.out / "config.json").write_text(cfg.to_json())
+    if _rank() == 0:
+        (trainer.out / "config.json").write_text(cfg.to_json())
     trainer.run()
-    if a.export:
-        from .export import export_trainer
-        export_trainer(trainer, a.export, a.name)
-    return 0
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
