@@ -122,3 +122,17 @@ def test_training_reads_a_pack_file(data_root, tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert any("val_psnr_i_1" in r for r in rows)
+
+
+def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
+    from neuralcodec.registry import save_model
+    path = tmp_path / "tiny.safetensors"
+    save_model(tiny_model, "tiny-test", path, half=False)
+    out = tmp_path / "run"
+    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "2", "--lr", "1e-9",
+                      "--init-from", str(path)])
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 2 and state["vq_ready"]            # no warm-up, no k-means: the codebooks came along
+    ref = tiny_model.state_dict()
+    for k in ("i_enc.net.0.1.weight", "p_dec.out.0.weight"):   # (codebooks move by their EMA updates)
+        assert torch.allclose(state["model"][k], ref[k], atol=1e-6), k

@@ -132,6 +132,12 @@ class Trainer:
                 torch.save(state, tmp)
         return path
 
+    def init_from(self, model: VideoCodecModel) -> None:
+        """Start from shipped weights (initialised codebooks included); the frozen tables are rebuilt at export."""
+        state = {k: v for k, v in model.state_dict().items() if not k.endswith("entropy.cdf")}
+        self.model.load_state_dict(state, strict=False)
+        self.vq_ready = True
+
     def load(self, path: str | Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
@@ -279,11 +285,13 @@ class Trainer:
         jsonl.close()
 
 
-def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.training.train", description=__doc__)
     p.add_argument("--resume", help="checkpoint to resume from ('auto' = OUT_DIR/latest.pt if present)")
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
+    p.add_argument("--init-from", help="start from a shipped model (name) or model file: its weights and codebooks "
+                                       "(a warm restart: fresh optimizer, this run's schedule)")
     for f in dataclasses.fields(TrainConfig):
         if f.type in ("int", "float", "str"):
             p.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
@@ -297,11 +305,16 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
         cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
-    return cfg, a.resume
+    return cfg, a.resume, a.init_from
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, resume = _parse(argv)
+    cfg, resume, init_from = _parse(argv)
+    init_model = None
+    if init_from:
+        from ..registry import load_codec
+        init_model = load_codec(init_from).model
+        cfg = dataclasses.replace(cfg, model=init_model.cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
@@ -315,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         resume = str(trainer.out / "latest.pt") if (trainer.out / "latest.pt").exists() else None
     if resume:
         trainer.load(resume)
+    elif init_model is not None:
+        trainer.init_from(init_model)
     if _rank() == 0:
         (trainer.out / "config.json").write_text(cfg.to_json())
     trainer.run()
