@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "39ac6cc673d7cf0db7719a200e71a9539d5ce16035865c7367691a358c4953f7"),
+                   "445ca7a1abe6078efedf9ff5603632a85273750604b4fef9784cb42ed4e6e8f2"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
