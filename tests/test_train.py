@@ -64,6 +64,25 @@ def test_training_step_lowers_the_loss_on_one_batch(packed):
     assert last < 0.7 * first, (first, last)
 
 
+def test_freeze_intra_trains_only_the_p_frame_coder(packed, tmp_path):
+    _, pack, _ = packed
+    cfg = TrainConfig(data=str(pack), out_dir=str(tmp_path / "run"), model=TINY, crop=32, batch_size=2, clip_len=2,
+                      lr=1e-2, lr_warmup=1, bf16=False, device="cpu", val_clips=1, val_crop=32, freeze_intra=True)
+    tr = Trainer(cfg)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    clip = tr.train_ds.sample(2, torch.Generator().manual_seed(0))
+    for _ in range(3):
+        tr.train_step(clip)
+        tr.step += 1
+    after = tr.model.state_dict()
+    intra = [k for k in before if k.startswith("i_")]
+    inter = [k for k in before if k.startswith(("p_enc", "p_dec"))]
+    assert intra and all(torch.equal(before[k], after[k]) for k in intra)
+    assert torch.equal(before["log_gain"][0], after["log_gain"][0])
+    assert not torch.equal(before["log_gain"][1], after["log_gain"][1])
+    assert any(not torch.equal(before[k], after[k]) for k in inter)
+
+
 def test_lambdas_and_schedule():
     cfg = TrainConfig(model=TINY, steps=100, lr=1e-3, lr_warmup=10, lr_decay_frac=0.5, lr_min=1e-5)
     lam = lambdas(cfg)

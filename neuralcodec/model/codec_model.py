@@ -244,38 +244,46 @@ class VideoCodecModel(nn.Module):
         return FrameCode(intra, code.quality, code.mv, code.z, best_y), params
 
     # training ----------------------------------------------------------------------------------------------
-    def forward(self, clip: torch.Tensor, q: torch.Tensor) -> ForwardOutput:
+    def forward(self, clip: torch.Tensor, q: torch.Tensor, intra_grad: bool = True) -> ForwardOutput:
         """Code a clip (B, T, 3, H, W) at qualities q (B,): frame 0 as I, the rest as P on the previous output.
 
         Training: noisy latents for the rate, straight-through rounding into the decoder. Eval: exactly the
         inference path (encode_frame, then decode_frame), with the rate the coder's distributions give.
+        intra_grad=False codes the I-frame without gradients (P-frame training on a fixed I-frame coder).
         """
         if not self.training:
             return self._forward_eval(clip, q)
-        c = self.cfg
         recons, bits_y, bits_z = [], [], []
         ref = prev = None
         for t in range(clip.shape[1]):
             intra, x = t == 0, clip[:, t]
-            warped = None
-            if not intra:
-                warped = self.warp(ref, self.motion(x, ref))
-            y_g = self.analyse(intra, x, q, warped)
-            z = self.side(intra, y_g)
-            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            z_hat = ste_round(z).clamp(-c.z_max, c.z_max)
-            lik_z = (self.i_zprior if intra else self.p_zprior).likelihood(z_noisy)
-            hs = self.i_hyper_s if intra else self.p_hyper_s
-            s_idx, mean = hs(z_hat, q, y_g.shape[-2:], None if intra else prev)
-            y_noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5)
-            lik_y = gaussian_likelihood(y_noisy, mean, self.scales(s_idx))
-            y_hat = ste_round(y_g - mean).clamp(-c.y_max, c.y_max) + mean
-            xhat = self.synthesise(intra, y_hat, q, warped)
+            with contextlib.nullcontext() if (intra_grad or not intra) else torch.no_grad():
+                xhat, b_y, b_z, y_hat = self._train_frame(intra, x, q, ref, prev)
             recons.append(xhat)
-            bits_y.append(-torch.log2(lik_y).sum((1, 2, 3)))
-            bits_z.append(-torch.log2(lik_z).sum((1, 2, 3)))
+            bits_y.append(b_y)
+            bits_z.append(b_z)
             ref, prev = xhat.detach().clamp(0, 1), y_hat.detach()
         return ForwardOutput(torch.stack(recons, 1), torch.stack(bits_y, 1), torch.stack(bits_z, 1), [])
+
+    def _train_frame(self, intra: bool, x: torch.Tensor, q: torch.Tensor, ref: torch.Tensor | None,
+                     prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One frame of the training pass: (reconstruction, bits of y, bits of z, y_hat)."""
+        c = self.cfg
+        warped = None
+        if not intra:
+            warped = self.warp(ref, self.motion(x, ref))
+        y_g = self.analyse(intra, x, q, warped)
+        z = self.side(intra, y_g)
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        z_hat = ste_round(z).clamp(-c.z_max, c.z_max)
+        lik_z = (self.i_zprior if intra else self.p_zprior).likelihood(z_noisy)
+        hs = self.i_hyper_s if intra else self.p_hyper_s
+        s_idx, mean = hs(z_hat, q, y_g.shape[-2:], None if intra else prev)
+        y_noisy = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5)
+        lik_y = gaussian_likelihood(y_noisy, mean, self.scales(s_idx))
+        y_hat = ste_round(y_g - mean).clamp(-c.y_max, c.y_max) + mean
+        xhat = self.synthesise(intra, y_hat, q, warped)
+        return xhat, -torch.log2(lik_y).sum((1, 2, 3)), -torch.log2(lik_z).sum((1, 2, 3)), y_hat
 
     @torch.no_grad()
     def _forward_eval(self, clip: torch.Tensor, q: torch.Tensor) -> ForwardOutput:

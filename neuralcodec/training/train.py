@@ -45,6 +45,7 @@ class TrainConfig:
     w_msssim: float = 0.02            # distortion = MSE + w_msssim * (1 - MS-SSIM)
     ema_decay: float = 0.999          # weights averaged for validation and export
     bf16: bool = True                 # bf16 autocast of the convolutional transforms
+    freeze_intra: bool = False        # train only the P-frame coder (the I-frame coder fixed, without gradients)
     gan_start: int = 10 ** 9          # GAN warm-up: no adversarial term before this step
     gan_weight: float = 0.05
     gan_feat_weight: float = 0.5
@@ -116,6 +117,10 @@ class Trainer:
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.model = VideoCodecModel(cfg.model).to(self.device).to(memory_format=torch.channels_last)
         self.model.autocast = cfg.bf16
+        if cfg.freeze_intra:
+            for name, p in self.model.named_parameters():
+                if name.startswith("i_"):
+                    p.requires_grad_(False)
         self.ema = copy.deepcopy(self.model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -202,7 +207,7 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr_now()
         q = torch.randint(0, c.model.num_qualities, (b,), generator=self.gen).to(self.device)
-        out = m(clip, q)
+        out = m(clip, q, intra_grad=not c.freeze_intra)
         bpp = (out.bits_y + out.bits_z).sum(1) / (t * h * w)                  # (B,)
         x, xhat = clip.flatten(0, 1), out.recon.flatten(0, 1)
         d, logs = distortion(x, xhat, c.w_msssim)
@@ -216,6 +221,9 @@ class Trainer:
             logs.update(glogs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if c.freeze_intra:   # the I-frame rows of the gain tables stay as they are
+            for g in (m.log_gain, m.log_inv_gain):
+                g.grad[0] = 0
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         self.opt.step()
         if gan_on:
