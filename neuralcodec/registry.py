@@ -31,7 +31,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "44263215b7857bee11b01a39a547b00b449fd431663c27a24ad31e60814368dd", version="2.0"),
+                   "256a8bc889f26d888e6863835d7854a2412096aa88494b10029d298ff09718ac", version="2.0rc2"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
