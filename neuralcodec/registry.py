@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "445ca7a1abe6078efedf9ff5603632a85273750604b4fef9784cb42ed4e6e8f2"),
+                   "7c4ecbbf563dd95bee757d1acebcfb324a3003c62b7d18661825227cb9e5f837"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
