@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -148,22 +150,31 @@ def test_installed_command_version_and_exit_codes(tmp_path, stream):
     (signal.SIGHUP, 129, "ncodec: interrupted by signal 1"),
 ], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_interrupt_removes_temp_file(tmp_path, signum, status, message):
-    clip = tmp_path / "long.y4m"
-    with open_writer(clip, 64, 48, Fraction(25)) as writer:
-        for frame in pattern(64, 48, 1000):
-            writer.write(frame)
-    before = listing(tmp_path)
-    proc = subprocess.Popen([NCODEC, "encode", str(clip), "-o", str(tmp_path / "out.ncv")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # The input is a y4m stream on a pipe that never ends, so the encoder can only stop by the signal, however
+    # fast or slow the machine (a finite clip could be coded completely before the signal arrives).
+    proc = subprocess.Popen([NCODEC, "encode", "-", "-o", str(tmp_path / "out.ncv")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+            for i in itertools.count():
+                proc.stdin.write(b"FRAME\n" + bytes([i * 7 % 256]) * (64 * 48 * 3 // 2))
+        except (OSError, ValueError):  # the encoder is gone
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.ncv.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # let it code a few frames
+    assert list(tmp_path.glob(".out.ncv.tmp*")), "the encoder never opened its temporary output"
+    time.sleep(0.5)  # let it code a few frames
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
     assert proc.returncode == status, err
     assert err.strip().splitlines() == [message]
-    assert listing(tmp_path) == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def peak_rss_kb(*args: str | os.PathLike) -> int:
