@@ -31,7 +31,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "256a8bc889f26d888e6863835d7854a2412096aa88494b10029d298ff09718ac", version="2.0rc2"),
+                   "9fe585926b4c80100e2391bc0619310fb957be2d14e1d187ff34e8d78bc89536", version="2.0rc3"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
