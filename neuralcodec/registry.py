@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "7c4ecbbf563dd95bee757d1acebcfb324a3003c62b7d18661825227cb9e5f837"),
+                   "de27b348b0cf59ac4cccd2c48d247c58d6640d9857e2532a6a3193f91ce775e1"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
