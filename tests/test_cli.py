@@ -152,8 +152,12 @@ def test_installed_command_version_and_exit_codes(tmp_path, stream):
 def test_interrupt_removes_temp_file(tmp_path, signum, status, message):
     # The input is a y4m stream on a pipe that never ends, so the encoder can only stop by the signal, however
     # fast or slow the machine (a finite clip could be coded completely before the signal arrives).
+    # The signal back to its default action in the child: an ignored signal is inherited, and ncodec (like Python
+    # for SIGINT) keeps an ignored signal ignored, as `nohup` (SIGHUP) and background jobs (SIGINT) expect; so a
+    # test run from `nohup ... &` would otherwise wait for an encoder that rightly ignores the signal.
     proc = subprocess.Popen([NCODEC, "encode", "-", "-o", str(tmp_path / "out.ncv")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
 
     def feed() -> None:
         try:
@@ -164,13 +168,18 @@ def test_interrupt_removes_temp_file(tmp_path, signum, status, message):
             pass
 
     threading.Thread(target=feed, daemon=True).start()
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".out.ncv.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".out.ncv.tmp*")), "the encoder never opened its temporary output"
-    time.sleep(0.5)  # let it code a few frames
-    proc.send_signal(signum)
-    proc.wait(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.ncv.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".out.ncv.tmp*")), "the encoder never opened its temporary output"
+        time.sleep(0.5)  # let it code a few frames
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:  # never leave an encoder running on an endless input
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     err = proc.stderr.read().decode()
     assert proc.returncode == status, err
     assert err.strip().splitlines() == [message]
