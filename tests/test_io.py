@@ -337,12 +337,22 @@ def test_frame_folder_is_replaced_only_when_it_holds_only_frames(tmp_path):
 
 def test_sigterm_and_sighup_remove_the_temporary(tmp_path):
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        before = signal.getsignal(signum)
-        with pytest.raises(Interrupted) as err, atomic_output(tmp_path / "out.bin") as tmp:
-            tmp.write_bytes(b"partial")
-            os.kill(os.getpid(), signum)
-        assert err.value.signum == signum and isinstance(err.value, KeyboardInterrupt)
-        assert os.listdir(tmp_path) == [] and signal.getsignal(signum) == before  # handler restored
+        inherited = signal.signal(signum, signal.SIG_DFL)  # a run under nohup inherits SIGHUP ignored
+        try:
+            with pytest.raises(Interrupted) as err, atomic_output(tmp_path / "out.bin") as tmp:
+                tmp.write_bytes(b"partial")
+                os.kill(os.getpid(), signum)
+            assert err.value.signum == signum and isinstance(err.value, KeyboardInterrupt)
+            assert os.listdir(tmp_path) == [] and signal.getsignal(signum) == signal.SIG_DFL  # handler restored
+            # an ignored signal stays ignored (nohup): the output completes
+            signal.signal(signum, signal.SIG_IGN)
+            with atomic_output(tmp_path / "out.bin") as tmp:
+                tmp.write_bytes(b"whole")
+                os.kill(os.getpid(), signum)
+            assert os.listdir(tmp_path) == ["out.bin"] and (tmp_path / "out.bin").read_bytes() == b"whole"
+            (tmp_path / "out.bin").unlink()
+        finally:
+            signal.signal(signum, inherited)
 
 
 def test_stdin_and_file_object_writers(tmp_path, monkeypatch):
