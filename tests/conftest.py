@@ -20,6 +20,26 @@ def textured_clip(t: int, h: int, w: int, pan: int = 0, seed: int = 0) -> np.nda
     return np.stack([img[:h, i * pan: i * pan + w] for i in range(t)])
 
 
+def write_data_root(root, video_size: tuple[int, int], proc_size: tuple[int, int], train_photo: np.ndarray,
+                    train_scales: tuple[int, ...], val_photo: np.ndarray, val_scales: tuple[int, ...]) -> list[dict]:
+    """A tiny prepared data root, written with the writers prepare.py uses: a 20-frame video and a 12-frame
+    procedural clip, each split into train and val, and one training and one validation photo at the given
+    scales; returns its manifest entries."""
+    from neuralcodec.training.data import prepare as P
+
+    video = P.numpy_procedural_clip(seed=1, n=20, size=video_size)
+    tr, va = P.split_train_val(len(video))
+    entries = [P.write_clip(root, "video", "vid", "train", video[tr]),
+               P.write_clip(root, "video", "vid", "val", video[va])]
+    proc = P.numpy_procedural_clip(seed=2, n=12, size=proc_size)
+    entries += [P.write_clip(root, "procedural", "proc", "train", proc[:9]),
+                P.write_clip(root, "procedural", "proc", "val", proc[9:])]
+    entries += P.write_photo(root, "p_train", "train", train_photo, scales=train_scales)
+    entries += P.write_photo(root, "p_val", "val", val_photo, scales=val_scales)
+    P.write_manifest(root, entries)
+    return entries
+
+
 def make_tiny_model(seed: int = 0) -> VideoCodecModel:
     torch.manual_seed(seed)
     model = VideoCodecModel(TINY).eval()

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_data_root
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
@@ -25,15 +26,7 @@ def _noise_photo(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
 def root(tmp_path_factory):
     """Tiny data root built with the same writers prepare.py uses."""
     r = tmp_path_factory.mktemp("data")
-    video = P.numpy_procedural_clip(seed=1, n=20, size=(64, 48))
-    tr, va = P.split_train_val(len(video))
-    entries = [P.write_clip(r, "video", "vid", "train", video[tr]), P.write_clip(r, "video", "vid", "val", video[va])]
-    proc = P.numpy_procedural_clip(seed=2, n=12, size=(40, 40))
-    entries += [P.write_clip(r, "procedural", "proc", "train", proc[:9]),
-                P.write_clip(r, "procedural", "proc", "val", proc[9:])]
-    entries += P.write_photo(r, "p_train", "train", _noise_photo(3), scales=(96, 64))
-    entries += P.write_photo(r, "p_val", "val", _noise_photo(4), scales=(96,))
-    P.write_manifest(r, entries)
+    write_data_root(r, (64, 48), (40, 40), _noise_photo(3), (96, 64), _noise_photo(4), (96,))
     return r
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import write_data_root
 
 from neuralcodec.training import pack as K
 from neuralcodec.training.data import PackDataset
@@ -17,17 +18,10 @@ def packed(tmp_path_factory):
     """A tiny prepared root (the writers prepare.py uses) and its pack."""
     r = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(3)
-    video = P.numpy_procedural_clip(seed=1, n=20, size=(96, 72))
-    tr, va = P.split_train_val(len(video))
-    entries = [P.write_clip(r, "video", "vid", "train", video[tr]), P.write_clip(r, "video", "vid", "val", video[va])]
-    proc = P.numpy_procedural_clip(seed=2, n=12, size=(64, 48))
-    entries += [P.write_clip(r, "procedural", "proc", "train", proc[:9]),
-                P.write_clip(r, "procedural", "proc", "val", proc[9:])]
     yy, xx = np.mgrid[0:300, 0:400]
     photo = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1) + rng.integers(0, 24, (300, 400, 3))
-    entries += P.write_photo(r, "p_train", "train", photo.clip(0, 255).astype(np.uint8), scales=(300, 64))
-    entries += P.write_photo(r, "p_val", "val", rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), scales=(90,))
-    P.write_manifest(r, entries)
+    write_data_root(r, (96, 72), (64, 48), photo.clip(0, 255).astype(np.uint8), (300, 64),
+                    rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), (90,))
     path = r / "t.ncpack"
     index = K.build_pack(r, path, log=lambda m: None)
     return r, path, index
