@@ -75,6 +75,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _scenecut(text: str) -> float:
+    """A scene-cut threshold in dB: a number in 0..100 (0 disables scene-cut detection)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dB in 0..100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number of dB in 0..100, got {text!r}")
+    return value
+
+
 def _pixel_count(text: str) -> int:
     """A positive pixel count: an integer, or WIDTHxHEIGHT."""
     try:
@@ -100,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "stream PyAV can read without seeking)")
     enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv", help="- writes to standard output")
     enc.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
-    enc.add_argument("--gop", type=_positive_int, metavar="N", help="frames per group of pictures (I-frame period)")
+    enc.add_argument("--gop", type=_positive_int, metavar="N",
+                     help="longest run of frames between I-frames (default: 32)")
+    enc.add_argument("--scenecut", type=_scenecut, metavar="DB",
+                     help="also start an I-frame where the motion-compensated prediction is DB dB worse than the "
+                          "last P-frame's (default: 6; 0 disables)")
     enc.add_argument("--model", metavar="NAME_OR_PATH", help="registry name or .safetensors path (default: shipped)")
     enc.add_argument("--force", action="store_true", help="replace OUTPUT if it is a regular file")
     enc.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -277,7 +292,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     def encode(fileobj) -> tuple[int, int]:
         encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps, quality=quality,
-                                       gop=args.gop, frame_count=0)
+                                       gop=args.gop, frame_count=0, scenecut=args.scenecut)
         progress = _Progress(info.frame_count, info.fps, args.quiet, "encode")
         try:
             for frame in itertools.chain([first], frames):

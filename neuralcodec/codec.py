@@ -22,6 +22,8 @@ class ModelError(ValueError):
 
 
 DEFAULT_GOP = 32
+DEFAULT_SCENECUT = 6.0     # dB; see FrameCoder.scene_cut
+SCENECUT_MAX_PSNR = 30.0   # a prediction better than this (dB) is never a scene cut
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,14 @@ def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
 class FrameCoder:
     """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes."""
 
-    def __init__(self, codec: "Codec", width: int, height: int, level: Level, gop: int):
+    def __init__(self, codec: "Codec", width: int, height: int, level: Level, gop: int,
+                 scenecut: float = DEFAULT_SCENECUT):
         self.codec, self.model = codec, codec.model
         self.width, self.height, self.level, self.gop = width, height, level, gop
+        self.scenecut = scenecut
         self.index = 0
+        self.since_intra = 0                       # frames coded since the last I-frame
+        self.pred_mse: float | None = None         # the last P-frame's motion-compensated prediction error
         self.ref: torch.Tensor | None = None
         self.prev_codes: np.ndarray | None = None
         cfg = self.model.cfg
@@ -70,13 +76,27 @@ class FrameCoder:
         self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
 
     def frame_type(self) -> FrameType:
-        return FrameType.I if self.ref is None or self.index % self.gop == 0 else FrameType.P
+        """The periodic choice: I at the start and every gop frames after the last I-frame, else P."""
+        return FrameType.I if self.ref is None or self.since_intra >= self.gop else FrameType.P
 
-    def _finish(self, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+    def scene_cut(self, pred_mse: float) -> bool:
+        """Code this would-be P-frame as an I-frame instead? Yes when its motion-compensated prediction is worse
+        than the last P-frame's by more than `scenecut` dB and below SCENECUT_MAX_PSNR dB: a cut, a flash or
+        motion beyond the search range, where an I-frame costs fewer bits than the residual and restores the
+        quality the P-frames after it build on. 0 disables it. Only the encoder decides; the packet's frame type
+        tells the decoder."""
+        if self.scenecut <= 0 or self.pred_mse is None:
+            return False
+        return pred_mse > self.pred_mse * 10 ** (self.scenecut / 10) and pred_mse > 10 ** (-SCENECUT_MAX_PSNR / 10)
+
+    def _finish(self, ftype: FrameType, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
         frame = _to_uint8(recon, self.height, self.width)
         self.ref = _to_tensor(frame, self.align)
         self.prev_codes = codes
         self.index += 1
+        self.since_intra = 1 if ftype == FrameType.I else self.since_intra + 1
+        if ftype == FrameType.I:
+            self.pred_mse = None
         return frame
 
     @torch.inference_mode()
@@ -84,14 +104,23 @@ class FrameCoder:
         """Encode one frame to integers: (type, codes (n, h, w), motion (2, bh, bw) or None, decoded frame)."""
         x = _to_tensor(frame, self.align)
         ftype = self.frame_type()
+        mv = None
+        if ftype == FrameType.P:
+            mv = self.model.motion(x, self.ref)
+            h, w = self.height, self.width
+            pred_mse = float((self.model.warp(self.ref, mv) - x)[..., :h, :w].pow(2).mean())
+            if self.scene_cut(pred_mse):
+                ftype = FrameType.I
+            else:
+                self.pred_mse = pred_mse
         if ftype == FrameType.I:
             codes = self.model.encode_intra(x, self.level.stages, self.level.lam_i)
             recon, mv_np = self.model.decode_intra(codes), None
         else:
-            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p)
+            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p, mv)
             recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
         codes_np = codes[0].numpy()
-        return ftype, codes_np, mv_np, self._finish(recon, codes_np)
+        return ftype, codes_np, mv_np, self._finish(ftype, recon, codes_np)
 
     @torch.inference_mode()
     def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
@@ -101,15 +130,15 @@ class FrameCoder:
             recon = self.model.decode_intra(c)
         else:
             recon = self.model.decode_inter(c, torch.from_numpy(mv)[None], self.ref)
-        return self._finish(recon, codes)
+        return self._finish(ftype, recon, codes)
 
 
 class StreamEncoder:
     """Writes frames one at a time into an .ncv stream on a binary file object."""
 
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
-                 quality: int, gop: int, frame_count: int = 0):
-        self.coder = FrameCoder(codec, width, height, codec.levels[quality], gop)
+                 quality: int, gop: int, frame_count: int = 0, scenecut: float = DEFAULT_SCENECUT):
+        self.coder = FrameCoder(codec, width, height, codec.levels[quality], gop, scenecut)
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=quality, gop=gop, model_name=codec.name, model_hash=codec.model_hash)
         self.writer = StreamWriter(fileobj, header)
@@ -198,6 +227,13 @@ class Codec:
             raise ValueError(f"quality must be one of {self.qualities}, got {quality}")
         return int(q)
 
+    @staticmethod
+    def _scenecut(scenecut: float | None) -> float:
+        s = DEFAULT_SCENECUT if scenecut is None else scenecut
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 100:
+            raise ValueError(f"scenecut must be a number of dB in 0..100 (0 disables it), got {scenecut!r}")
+        return float(s)
+
     def _gop(self, gop: int | None) -> int:
         g = self.default_gop if gop is None else gop
         if not 1 <= int(g) <= 65535:
@@ -206,8 +242,13 @@ class Codec:
 
     # streaming ------------------------------------------------------------------
     def stream_encoder(self, fileobj: BinaryIO, width: int, height: int, fps: Fraction = Fraction(30, 1),
-                       quality: int | None = None, gop: int | None = None, frame_count: int = 0) -> StreamEncoder:
-        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count)
+                       quality: int | None = None, gop: int | None = None, frame_count: int = 0,
+                       scenecut: float | None = None) -> StreamEncoder:
+        """An encoder writing to ``fileobj``. ``gop``: the longest run of frames between I-frames; ``scenecut``
+        (dB, default DEFAULT_SCENECUT, 0 = off): also start an I-frame where the motion-compensated prediction
+        falls that much below the last P-frame's (see FrameCoder.scene_cut)."""
+        return StreamEncoder(self, fileobj, width, height, fps, self._quality(quality), self._gop(gop), frame_count,
+                             self._scenecut(scenecut))
 
     def stream_decoder(self, fileobj: BinaryIO, limits: DecodeLimits | None = None,
                        max_pixels: int | None = None) -> StreamDecoder:
@@ -217,7 +258,7 @@ class Codec:
 
     # whole clips in memory ---------------------------------------------------------
     def encode(self, frames: np.ndarray | Iterable[np.ndarray], quality: int | None = None, gop: int | None = None,
-               fps: Fraction = Fraction(30, 1)) -> bytes:
+               fps: Fraction = Fraction(30, 1), scenecut: float | None = None) -> bytes:
         """Frames (T, H, W, 3) uint8 or an iterable of (H, W, 3) -> bytes of an .ncv stream."""
         it = iter(frames)
         first = next(it, None)
@@ -228,7 +269,7 @@ class Codec:
             raise ValueError(f"frames must be (H, W, 3) RGB, got shape {first.shape}")
         n = len(frames) if hasattr(frames, "__len__") else 0
         buf = io.BytesIO()
-        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n)
+        enc = self.stream_encoder(buf, first.shape[1], first.shape[0], fps, quality, gop, n, scenecut)
         enc.write(first)
         for f in it:
             enc.write(f)
@@ -245,7 +286,7 @@ class Codec:
 
     # files ------------------------------------------------------------------------
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: int | None = None,
-                    gop: int | None = None, force: bool = False) -> int:
+                    gop: int | None = None, force: bool = False, scenecut: float | None = None) -> int:
         """Encode any video PyAV reads (or a PNG folder) to an .ncv file; returns the frame count.
 
         An existing ``dst`` is replaced only with ``force``, and only if it is a regular file (see io.atomic_output).
@@ -253,7 +294,7 @@ class Codec:
         from .io import atomic_output, open_video
         info, frames = open_video(src)
         with atomic_output(dst, force) as tmp, open(tmp, "wb") as f:
-            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop)
+            enc = self.stream_encoder(f, info.width, info.height, info.fps, quality, gop, scenecut=scenecut)
             count = 0
             for frame in frames:
                 enc.write(frame)

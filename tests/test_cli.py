@@ -298,6 +298,8 @@ def test_usage_errors_exit_2(tmp_path, stream):
     cases = [
         ["encode", clip, "-o", tmp_path / "a.ncv", "--quality", "0"],
         ["encode", clip, "-o", tmp_path / "a.ncv", "--gop", "0"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--scenecut", "-1"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--scenecut", "six"],
         ["encode", clip],  # no -o
         ["encode", clip, "-o", tmp_path / "a.mp4"],  # not an .ncv name
         ["decode", stream, "-o", tmp_path / "a.avi"],  # unsupported output format

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bitstream
-from neuralcodec.codec import Codec, ModelError
+from neuralcodec.codec import Codec, FrameCoder, ModelError
 from neuralcodec.model import TINY, TablesNotExportedError, VideoCodecModel, to_levels
 
 from conftest import textured_clip
@@ -182,3 +182,17 @@ def test_model_file_missing_fields_shapes_and_garbage(tiny_model, tmp_path):
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(ModelError, match="m.safetensors"):
         read_model(path)
+
+
+def test_scene_cut_rule(tiny_codec):
+    coder = FrameCoder(tiny_codec, 48, 32, tiny_codec.levels[1], gop=8, scenecut=6.0)
+    assert not coder.scene_cut(0.5)                          # no P-frame yet: nothing to compare with
+    coder.pred_mse = 1e-3                                     # the last P-frame's prediction: 30 dB
+    assert not coder.scene_cut(3.9e-3) and coder.scene_cut(4.1e-3)   # 5.9 dB worse: no; 6.1 dB: yes
+    coder.pred_mse = 1e-5                                     # 50 dB: a prediction still above 30 dB is no cut
+    assert not coder.scene_cut(9e-4) and coder.scene_cut(1.1e-3)
+    coder.scenecut = 0.0
+    assert not coder.scene_cut(1.0)
+    for bad in (-1, 101, float("nan"), True, "6"):
+        with pytest.raises(ValueError):
+            tiny_codec.encode(textured_clip(2, 16, 16), scenecut=bad)

@@ -62,3 +62,24 @@ def test_quality_levels_are_monotone(codec, still):
         psnrs.append(10 * np.log10(255**2 / np.mean((out.astype(float) - clip) ** 2)))
     assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
     assert all(a < b for a, b in zip(psnrs, psnrs[1:])), psnrs
+
+
+def _types_and_psnr(codec, clip, **kw) -> tuple[list[str], list[float]]:
+    data = codec.encode(clip, **kw)
+    _, packets = bitstream.unpack_stream(data)
+    out = codec.decode(data).astype(float)
+    return [p.frame_type.name for p in packets], [10 * np.log10(255**2 / np.mean((o - c) ** 2)) for o, c in zip(out, clip)]
+
+
+def test_scene_cut_starts_an_i_frame_and_restarts_the_gop(codec, still):
+    # a pan over one region, then a cut to another region upside down, panning the other way
+    a = [still[:, 2 * t: 2 * t + 144] for t in range(4)]
+    b = [still[::-1, 170 - 2 * t: 314 - 2 * t] for t in range(6)]
+    clip = np.stack(a + b)
+    types, psnr = _types_and_psnr(codec, clip, gop=5)
+    assert types == ["I", "P", "P", "P", "I", "P", "P", "P", "P", "I"]   # the next periodic I counts from the cut
+    types_off, psnr_off = _types_and_psnr(codec, clip, gop=5, scenecut=0)
+    assert types_off == ["I", "P", "P", "P", "P", "I", "P", "P", "P", "P"]
+    assert psnr[4] > psnr_off[4] + 1, (psnr[4], psnr_off[4])             # the cut frame itself is coded better
+    types_static, _ = _types_and_psnr(codec, np.stack(a + a[::-1]), gop=8)
+    assert types_static == ["I"] + ["P"] * 7                              # no cut, no extra I-frame

@@ -67,8 +67,9 @@ class VideoCodecModel(nn.Module):
         return self.i_vq.encode(self.i_enc(x), n_stages, lam)
 
     def encode_inter(self, x: torch.Tensor, ref: torch.Tensor, n_stages: int,
-                     lam: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        mv = self.motion(x, ref)
+                     lam: float = 0.0, mv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, motion) of a P-frame; mv, if given, is the motion already estimated for x from ref."""
+        mv = self.motion(x, ref) if mv is None else mv
         return self.p_vq.encode(self.p_enc(x - self.warp(ref, mv)), n_stages, lam), mv
 
     # training -------------------------------------------------------------------
