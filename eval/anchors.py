@@ -29,7 +29,7 @@ class AnchorSpec:
     crfs: tuple[int, ...]
     quick_crfs: tuple[int, ...]
     gop_note: str
-    low_delay_keyint: bool = False  # keyint/min-keyint set to the GOP length (clip length unless --gop)
+    low_delay_keyint: bool = False  # keyint set to the GOP length (clip length unless --gop), scene cuts on
     notes: list[str] = field(default_factory=list)
 
     def options_for(self, crf: int, gop: int) -> dict[str, str]:
@@ -37,7 +37,7 @@ class AnchorSpec:
         opts = dict(self.options)
         opts["crf"] = str(crf)
         if self.low_delay_keyint:
-            opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+            opts["x264-params"] = f"keyint={gop}:scenecut=40"
         return opts
 
 
@@ -46,8 +46,9 @@ ANCHORS: dict[str, AnchorSpec] = {
         name="x264-lowdelay", encoder="libx264", decoder="h264",
         options={"preset": "medium", "tune": "zerolatency", "bframes": "0"},
         crfs=(17, 22, 27, 32, 37, 42, 47), quick_crfs=(22, 32, 42),
-        gop_note="keyint = min-keyint = the GOP (x264 caps min-keyint at keyint/2+1), scenecut=0: one I-frame "
-                 "every GOP frames, all other frames P (no B-frames), like ncodec's I/P structure",
+        gop_note="keyint = the GOP with x264's own scene-cut detection (scenecut=40, min-keyint auto): an I-frame "
+                 "at least every GOP frames and at scene cuts, all other frames P (no B-frames), like ncodec's "
+                 "I/P structure with its --scenecut",
         low_delay_keyint=True),
     "x264": AnchorSpec(
         name="x264", encoder="libx264", decoder="h264", options={"preset": "medium"},

@@ -71,12 +71,12 @@ def compare(new: dict, old: dict) -> dict:
     return res
 
 
-def _points(spec: str, clips: dict[str, np.ndarray] | None, pack: str, qualities) -> dict:
+def _points(spec: str, clips: dict[str, np.ndarray] | None, pack: str, qualities, **encode_args) -> dict:
     if spec.endswith(".json") and Path(spec).is_file():
         return json.loads(Path(spec).read_text())
     import neuralcodec
     codec = neuralcodec.load_codec(spec)
-    return rd_points(codec, clips if clips is not None else validation_clips(pack), qualities)
+    return rd_points(codec, clips if clips is not None else validation_clips(pack), qualities, **encode_args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", default="data/train.ncpack", help="pack file holding the validation clips")
     p.add_argument("--frames", type=int, default=20, help="frames per validation clip (default 20)")
     p.add_argument("--qualities", help="comma-separated qualities to measure (default: all)")
+    p.add_argument("--scenecut", type=float, metavar="DB",
+                   help="the encoder's scene-cut threshold for models measured here (default: the codec's; 0 = off)")
     p.add_argument("--save", help="write NEW's RD points to this JSON file")
     p.add_argument("--save-old", help="write OLD's RD points to this JSON file")
     a = p.parse_args(argv)
@@ -94,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         needs_clips = not all(s.endswith(".json") and Path(s).is_file() for s in (a.new, a.old))
         clips = validation_clips(a.pack, a.frames) if needs_clips else None
-        new = _points(a.new, clips, a.pack, qualities)
-        old = _points(a.old, clips, a.pack, qualities)
+        encode_args = {} if a.scenecut is None else {"scenecut": a.scenecut}
+        new = _points(a.new, clips, a.pack, qualities, **encode_args)
+        old = _points(a.old, clips, a.pack, qualities, **encode_args)
     except (OSError, ValueError) as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "de27b348b0cf59ac4cccd2c48d247c58d6640d9857e2532a6a3193f91ce775e1"),
+                   "ca2352eccc4703500701839f4e1e05186b56544b56e066f43619c43a21f93b15"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
