@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "ca2352eccc4703500701839f4e1e05186b56544b56e066f43619c43a21f93b15"),
+                   "d886030935c535fa9ba205506686ec4a9e8a6a14ff1623265f462ec3952df8f0"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
