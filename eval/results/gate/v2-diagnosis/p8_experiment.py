@@ -25,9 +25,12 @@ from torch import nn
 
 sys.path.insert(0, os.environ.get("NCODEC_TREE", "."))
 import neuralcodec  # noqa: E402
-from neuralcodec.model.codec_model import VideoCodecModel, to_levels  # noqa: E402
+from neuralcodec.model.codec_model import VideoCodecModel  # noqa: E402
 from neuralcodec.model.layers import ResBlock, act  # noqa: E402
 from neuralcodec.training.data import PackDataset  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gop_v2 import gop_table  # noqa: E402  (the same per-frame table as for the baseline)
 
 PACK = os.environ.get("NCODEC_PACK", "data/train.ncpack")
 
@@ -94,33 +97,6 @@ class P8(VideoCodecModel):
 
     def encode_frame(self, x, q, ref=None, prev=None, mv=None):
         return super().encode_frame(x, q, ref, None if ref is None else self._prev8(prev, x), mv)
-
-
-def gop_table(m, n=10):
-    """Per frame: PSNR / estimated bpp of the integer path, and for P-frames the unrounded ceiling and warped."""
-    from eval.compare import validation_clips
-    ps = lambda a, b: 10 * math.log10(1 / float((a - b).pow(2).mean()))  # noqa: E731
-    for name, fr in validation_clips(PACK, n).items():
-        x0 = torch.from_numpy(fr).permute(0, 3, 1, 2).float() / 255
-        H, W = x0.shape[-2:]
-        xs = F.pad(x0, (0, (-W) % 64, 0, (-H) % 64), mode="replicate")
-        for q in (3, 15):
-            qq, ref, prev, row = torch.tensor([q]), None, None, []
-            with torch.no_grad():
-                for t in range(n):
-                    x = xs[t:t + 1]
-                    code, params = m.encode_frame(x, qq, ref, prev)
-                    xh, y_hat = m.decode_frame(code, params, ref)
-                    bits = float(m.frame_bits(code, params).sum())
-                    extra = ""
-                    if ref is not None:
-                        warped = m.warp(ref, code.mv)
-                        xc = m.synthesise(False, m.analyse(False, x, qq, warped), qq, warped)
-                        extra = (f" c{ps(xc[..., :H, :W].clamp(0, 1), x0[t:t + 1]):.1f}"
-                                 f" w{ps(warped[..., :H, :W], x0[t:t + 1]):.1f}")
-                    row.append(f"{ps(to_levels(xh)[..., :H, :W], x0[t:t + 1]):.2f}/{bits / (H * W):.3f}{extra}")
-                    ref, prev = to_levels(xh), y_hat
-            print(name, f"q{q + 1}", " | ".join(row), flush=True)
 
 
 def main():
