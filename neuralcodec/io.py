@@ -194,6 +194,7 @@ def _container_frames(path: Path, container, decoded, first: av.VideoFrame) -> I
                                  f"the video started at {first.width}x{first.height}")
             yield _rgb(frame)
             index += 1
+            raise_pending()
             try:
                 frame = next(decoded, None)
             except (av.FFmpegError, OSError) as exc:
@@ -226,6 +227,7 @@ class FrameWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame."""
+        raise_pending()
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
             raise ValueError(f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
@@ -403,10 +405,26 @@ def check_output(dst: str | os.PathLike, force: bool = False) -> None:
                       f"ncodec's frame folders); left untouched")
 
 
+_pending_signal: int | None = None   # the signal being handled, until its block has unwound (see raise_pending)
+
+
 def _raise_interrupted(signum: int, frame) -> None:
+    global _pending_signal
     for sig in _CAUGHT:  # a second signal must not interrupt the clean-up
         signal.signal(sig, signal.SIG_IGN)
+    _pending_signal = signum
     raise Interrupted(signum)
+
+
+def raise_pending() -> None:
+    """Raise Interrupted again if a SIGTERM/SIGHUP was handled and its exception has not unwound its block.
+
+    PyAV calls Python file objects (standard input or output) from C and drops any exception that is not an
+    Exception: a signal that arrives inside such a read or write raises Interrupted there, and it is lost. The
+    readers and writers here call this once per frame, so the interrupt still stops the work (on an endless pipe
+    it would otherwise run forever, the signal being ignored from then on)."""
+    if _pending_signal is not None:
+        raise Interrupted(_pending_signal)
 
 
 _CAUGHT = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -415,6 +433,7 @@ _CAUGHT = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasat
 @contextmanager
 def _signals_raise() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP (if left at their default action) raise Interrupted."""
+    global _pending_signal
     installed = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _CAUGHT:
@@ -425,6 +444,8 @@ def _signals_raise() -> Iterator[None]:
     finally:
         for sig, old in installed.items():
             signal.signal(sig, old)
+        if installed:
+            _pending_signal = None
 
 
 def _umask() -> int:
