@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "d886030935c535fa9ba205506686ec4a9e8a6a14ff1623265f462ec3952df8f0"),
+                   "0d39ee3cfb8efbdc1ec237a7cff2634454779cd1f38eea9ab74c188b268b9e1b"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
