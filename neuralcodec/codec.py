@@ -64,7 +64,6 @@ class FrameCoder:
         self.codec, self.model = codec, codec.model
         self.width, self.height, self.level, self.gop = width, height, level, gop
         self.scenecut = scenecut
-        self.index = 0
         self.since_intra = 0                       # frames coded since the last I-frame
         self.pred_mse: float | None = None         # the last P-frame's motion-compensated prediction error
         self.ref: torch.Tensor | None = None
@@ -93,10 +92,10 @@ class FrameCoder:
         frame = _to_uint8(recon, self.height, self.width)
         self.ref = _to_tensor(frame, self.align)
         self.prev_codes = codes
-        self.index += 1
-        self.since_intra = 1 if ftype == FrameType.I else self.since_intra + 1
         if ftype == FrameType.I:
-            self.pred_mse = None
+            self.since_intra, self.pred_mse = 1, None
+        else:
+            self.since_intra += 1
         return frame
 
     @torch.inference_mode()
@@ -104,11 +103,10 @@ class FrameCoder:
         """Encode one frame to integers: (type, codes (n, h, w), motion (2, bh, bw) or None, decoded frame)."""
         x = _to_tensor(frame, self.align)
         ftype = self.frame_type()
-        mv = None
         if ftype == FrameType.P:
             mv = self.model.motion(x, self.ref)
-            h, w = self.height, self.width
-            pred_mse = float((self.model.warp(self.ref, mv) - x)[..., :h, :w].pow(2).mean())
+            warped = self.model.warp(self.ref, mv)
+            pred_mse = float((warped - x)[..., :self.height, :self.width].pow(2).mean())
             if self.scene_cut(pred_mse):
                 ftype = FrameType.I
             else:
@@ -117,8 +115,8 @@ class FrameCoder:
             codes = self.model.encode_intra(x, self.level.stages, self.level.lam_i)
             recon, mv_np = self.model.decode_intra(codes), None
         else:
-            codes, mv = self.model.encode_inter(x, self.ref, self.level.stages, self.level.lam_p, mv)
-            recon, mv_np = self.model.decode_inter(codes, mv, self.ref), mv[0].numpy()
+            codes = self.model.encode_inter(x, warped, self.level.stages, self.level.lam_p)
+            recon, mv_np = self.model.decode_inter(codes, warped), mv[0].numpy()
         codes_np = codes[0].numpy()
         return ftype, codes_np, mv_np, self._finish(ftype, recon, codes_np)
 
@@ -129,7 +127,7 @@ class FrameCoder:
         if ftype == FrameType.I:
             recon = self.model.decode_intra(c)
         else:
-            recon = self.model.decode_inter(c, torch.from_numpy(mv)[None], self.ref)
+            recon = self.model.decode_inter(c, self.model.warp(self.ref, torch.from_numpy(mv)[None]))
         return self._finish(ftype, recon, codes)
 
 

@@ -59,18 +59,16 @@ class VideoCodecModel(nn.Module):
     def decode_intra(self, codes: torch.Tensor) -> torch.Tensor:
         return self.i_dec(self.i_vq.decode(codes)) + 0.5
 
-    def decode_inter(self, codes: torch.Tensor, mv: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        warped = self.warp(ref, mv)
+    def decode_inter(self, codes: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        """A P-frame from its codes and its motion-compensated prediction warp(ref, mv)."""
         return warped + self.p_dec(self.p_vq.decode(codes), self.p_ctx(warped))
 
     def encode_intra(self, x: torch.Tensor, n_stages: int, lam: float = 0.0) -> torch.Tensor:
         return self.i_vq.encode(self.i_enc(x), n_stages, lam)
 
-    def encode_inter(self, x: torch.Tensor, ref: torch.Tensor, n_stages: int,
-                     lam: float = 0.0, mv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes, motion) of a P-frame; mv, if given, is the motion already estimated for x from ref."""
-        mv = self.motion(x, ref) if mv is None else mv
-        return self.p_vq.encode(self.p_enc(x - self.warp(ref, mv)), n_stages, lam), mv
+    def encode_inter(self, x: torch.Tensor, warped: torch.Tensor, n_stages: int, lam: float = 0.0) -> torch.Tensor:
+        """The codes of a P-frame: the residual to its motion-compensated prediction warp(ref, motion(x, ref))."""
+        return self.p_vq.encode(self.p_enc(x - warped), n_stages, lam)
 
     # training -------------------------------------------------------------------
     def _quantize(self, vq: ResidualVQ, z: torch.Tensor, n_stages, bypass: bool, lam: float = 0.0):
