@@ -73,7 +73,7 @@ class OutputError(ValueError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP arrived while an output was open (raised so that its temporary is removed)."""
+    """SIGINT, SIGTERM or SIGHUP arrived while an output was open (raised so that its temporary is removed)."""
 
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")
@@ -417,7 +417,7 @@ def _raise_interrupted(signum: int, frame) -> None:
 
 
 def raise_pending() -> None:
-    """Raise Interrupted again if a SIGTERM/SIGHUP was handled and its exception has not unwound its block.
+    """Raise Interrupted again if a SIGINT/SIGTERM/SIGHUP was handled and its exception has not unwound its block.
 
     PyAV calls Python file objects (standard input or output) from C and drops any exception that is not an
     Exception: a signal that arrives inside such a read or write raises Interrupted there, and it is lost. The
@@ -427,17 +427,26 @@ def raise_pending() -> None:
         raise Interrupted(_pending_signal)
 
 
-_CAUGHT = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_CAUGHT = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _default_action(sig: int) -> bool:
+    """Is sig left at its default (SIG_DFL, or Python's own KeyboardInterrupt for SIGINT), not ignored or taken?"""
+    handler = signal.getsignal(sig)
+    return handler == signal.SIG_DFL or (sig == signal.SIGINT and handler is signal.default_int_handler)
 
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGHUP (if left at their default action) raise Interrupted."""
+    """While the block runs, SIGINT, SIGTERM and SIGHUP (if left at their default action) raise Interrupted.
+
+    SIGINT too: Python's own KeyboardInterrupt can be lost inside a PyAV callback just like Interrupted (see
+    raise_pending), and then only a second Ctrl-C stopped the work."""
     global _pending_signal
     installed = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _CAUGHT:
-            if signal.getsignal(sig) == signal.SIG_DFL:
+            if _default_action(sig):
                 installed[sig] = signal.signal(sig, _raise_interrupted)
     try:
         yield

@@ -371,13 +371,15 @@ def test_stdin_and_file_object_writers(tmp_path, monkeypatch):
         open_writer(io.BytesIO(), 16, 8, Fraction(25), kind="mp4")
 
 
-def test_an_interrupt_lost_in_a_library_callback_still_stops_the_work(tmp_path):
+@pytest.mark.parametrize("signum, default", [(signal.SIGTERM, signal.SIG_DFL),
+                                             (signal.SIGINT, signal.default_int_handler)], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupt_lost_in_a_library_callback_still_stops_the_work(tmp_path, signum, default):
     # PyAV calls Python file objects (a pipe on stdin or stdout) from C and drops an exception that is not an
-    # Exception; a SIGTERM arriving inside such a read raises Interrupted there and it is lost. The next frame
-    # read or written must raise it again, and the temporary must still go.
+    # Exception; a SIGTERM (or Ctrl-C) arriving inside such a read raises Interrupted there and it is lost. The
+    # next frame read or written must raise it again, and the temporary must still go.
     import neuralcodec.io as nio
     clip = write_clip(tmp_path / "in.y4m", pattern(16, 16, 4), "rawvideo", "yuv420p")
-    inherited = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    inherited = signal.signal(signum, default)
     try:
         for step in ("read", "write"):
             out = tmp_path / f"out_{step}.y4m"
@@ -386,13 +388,13 @@ def test_an_interrupt_lost_in_a_library_callback_still_stops_the_work(tmp_path):
                 writer = open_writer(tmp, 16, 16, Fraction(25), "y4m")
                 writer.write(next(frames))
                 try:
-                    nio._raise_interrupted(signal.SIGTERM, None)   # what the handler does inside the callback
+                    signal.getsignal(signum)(signum, None)          # the handler, inside the callback
                 except KeyboardInterrupt:
                     pass                                            # ... and what the callback does with it
                 next(frames) if step == "read" else writer.write(np.zeros((16, 16, 3), np.uint8))
-            assert err.value.signum == signal.SIGTERM and not out.exists()
-            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+            assert err.value.signum == signum and not out.exists()
+            assert signal.getsignal(signum) is default                # restored after the block
             nio.raise_pending()                                     # unwound: nothing pending any more
         assert sorted(os.listdir(tmp_path)) == ["in.y4m"]
     finally:
-        signal.signal(signal.SIGTERM, inherited)
+        signal.signal(signum, inherited)
