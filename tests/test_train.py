@@ -136,3 +136,41 @@ def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
     ref = tiny_model.state_dict()
     for k in ("i_enc.net.0.1.weight", "p_dec.out.0.weight"):   # (codebooks move by their EMA updates)
         assert torch.allclose(state["model"][k], ref[k], atol=1e-6), k
+
+
+def test_bf16_run_keeps_quantizer_and_motion_in_float32(data_root, tmp_path):
+    """--bf16 trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
+    quantizer still picks the float32 nearest codes of the float32 latent."""
+    out = tmp_path / "bf16"
+    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "4", "--bf16"])
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert TrainConfig.from_json(state["config"]).bf16 and state["step"] == 4
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+
+    torch.manual_seed(0)
+    m = VideoCodecModel(TINY).eval()
+    clip = torch.rand(2, 2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m(clip, 3)
+    assert got.recon.dtype == torch.float32 and all(z.dtype == torch.float32 for z in got.latents)
+    assert got.mvs[1].dtype == torch.long
+    # latents far from the origin and codes close together: bf16 distances would pick other codes
+    for vq in (m.i_vq, m.p_vq):
+        for cb in vq.stages:
+            cb.embed.copy_(5 + torch.randn_like(cb.embed) * 0.05)
+    z = 5 + torch.randn(2, TINY.latent_dim, 16, 16) * 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        codes = m._quantize(m.i_vq, z.bfloat16(), 3, False).codes
+    assert torch.equal(codes, m.i_vq.encode(z.bfloat16().float(), 3))
+
+
+def test_speed_benchmark_prints_both_precisions(data_root, tiny_model, tmp_path, capsys):
+    from neuralcodec.registry import save_model
+    from neuralcodec.training import speed
+    path = tmp_path / "tiny.safetensors"
+    save_model(tiny_model, "tiny-test", path, half=False)
+    assert speed.main(["--data-root", str(data_root), "--init-from", str(path), "--steps", "1", "--warmup", "0",
+                       "--batch-size", "1", "--crop", "32"]) == 0
+    text = capsys.readouterr().out
+    assert "float32" in text and "bf16 autocast" in text and "speed-up" in text

@@ -31,6 +31,11 @@ class ForwardOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _fp32(t: torch.Tensor):
+    """Autocast off (float32) inside: motion search and quantization stay exact under bf16 training."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 class VideoCodecModel(nn.Module):
     """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context."""
 
@@ -50,7 +55,8 @@ class VideoCodecModel(nn.Module):
         return 4 * (self.cfg.search_range + self.cfg.block_size)
 
     def motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        mv = estimate_motion(x, ref, self.cfg.block_size, self.cfg.search_range)
+        with _fp32(x):
+            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, self.cfg.search_range)
         return mv.clamp(-self.mv_limit, self.mv_limit)
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
@@ -72,8 +78,11 @@ class VideoCodecModel(nn.Module):
 
     # training -------------------------------------------------------------------
     def _quantize(self, vq: ResidualVQ, z: torch.Tensor, n_stages, bypass: bool, lam: float = 0.0):
+        """The quantizer always runs in float32 (nearest codes and codebook updates), autocast or not."""
+        z = z.float()
         if not bypass:
-            return vq(z, n_stages, lam)
+            with _fp32(z):
+                return vq(z, n_stages, lam)
         return QuantizerOutput(z, torch.zeros(0, dtype=torch.long), z.new_zeros(()), {})
 
     def forward(self, clip: torch.Tensor, n_stages: torch.Tensor | int | None = None,
@@ -85,21 +94,22 @@ class VideoCodecModel(nn.Module):
         """
         if n_stages is None:
             n_stages = self.cfg.num_stages
-        z = self.i_enc(clip[:, 0])
+        frame = lambda t: clip[:, t].contiguous(memory_format=torch.channels_last)  # noqa: E731
+        z = self.i_enc(frame(0)).float()
         vq = self._quantize(self.i_vq, z, n_stages, bypass_vq, lam_i)
-        xhat = self.i_dec(vq.quantized) + 0.5
+        xhat = self.i_dec(vq.quantized).float() + 0.5
         recons, codes, mvs, latents = [xhat], [vq.codes], [None], [z]
         commit = vq.commit_loss
         latent_l1 = clip.new_zeros(())
         metrics = {f"i_{k}": v for k, v in vq.metrics.items()}
         for t in range(1, clip.shape[1]):
-            x = clip[:, t]
+            x = frame(t)
             ref = xhat.detach().clamp(0, 1) if self.training else to_levels(xhat)
             mv = self.motion(x, ref)
             warped = self.warp(ref, mv)
-            zp = self.p_enc(x - warped)
+            zp = self.p_enc(x - warped).float()
             vqp = self._quantize(self.p_vq, zp, n_stages, bypass_vq, lam_p)
-            xhat = warped + self.p_dec(vqp.quantized, self.p_ctx(warped))
+            xhat = warped + self.p_dec(vqp.quantized, self.p_ctx(warped)).float()
             recons.append(xhat)
             codes.append(vqp.codes)
             mvs.append(mv)

@@ -52,6 +52,7 @@ class TrainConfig:
     val_every: int = 250
     seed: int = 0
     num_workers: int = 0
+    bf16: bool = False                # bfloat16 autocast of the convolution stacks (quantizer, motion, losses fp32)
     weights: dict = field(default_factory=lambda: {"video": 0.4, "photo": 0.5, "procedural": 0.1})
 
     def to_json(self) -> str:
@@ -97,7 +98,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + _rank())
         random.seed(cfg.seed + _rank())
         np.random.seed(cfg.seed + _rank())
-        self.model = VideoCodecModel(cfg.model).to(device)
+        self.model = VideoCodecModel(cfg.model).to(device).to(memory_format=torch.channels_last)
         self.adv = AdversarialLoss(cfg.gan_weight, cfg.gan_feat_weight, cfg.disc_lr, cfg.gan_start).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.step = 0
@@ -135,7 +136,7 @@ class Trainer:
     def init_from(self, model: VideoCodecModel) -> None:
         """Start from shipped weights (initialised codebooks included); the frozen tables are rebuilt at export."""
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("entropy.cdf")}
-        self.model.load_state_dict(state, strict=False)
+        self.model.load_state_dict(state, strict=False)   # copies into this model's (channels_last) parameters
         self.vq_ready = True
 
     def load(self, path: str | Path) -> None:
@@ -195,7 +196,8 @@ class Trainer:
             g["lr"] = self.lr_at(self.step)
         n = torch.randint(c.min_stages, c.model.num_stages + 1, (b,))
         net = self.ddp or m
-        out = net(clip, n, bypass_vq=not self.vq_ready)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
+            out = net(clip, n, bypass_vq=not self.vq_ready)
         x = clip.flatten(0, 1)
         xhat = out.recon.flatten(0, 1)
         rec, logs = distortion(x, xhat, c.w_msssim)
@@ -295,10 +297,12 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]
     for f in dataclasses.fields(TrainConfig):
         if f.type in ("int", "float", "str"):
             p.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
+        elif f.type == "bool":
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     a = p.parse_args(argv)
     cfg = TrainConfig.from_json(Path(a.config).read_text()) if a.config else TrainConfig()
     over = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
-            if f.type in ("int", "float", "str") and getattr(a, f.name) is not None}
+            if f.type in ("int", "float", "str", "bool") and getattr(a, f.name) is not None}
     cfg = dataclasses.replace(cfg, **over)
     if a.model_config == "tiny":
         from ..model import TINY
