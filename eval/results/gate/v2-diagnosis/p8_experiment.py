@@ -99,11 +99,12 @@ class P8(VideoCodecModel):
         return super().encode_frame(x, q, ref, None if ref is None else self._prev8(prev, x), mv)
 
 
-def main():
+def main(cls=None):
+    """Train cls (P8 or a variant of it) as the module docstring says."""
     src, minutes, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     torch.manual_seed(0)
     base = neuralcodec.load_codec(src).model
-    m = P8(base.cfg).adopt(base)
+    m = (cls or P8)(base.cfg).adopt(base)
     m.autocast = True
     frozen = ("i_enc", "i_dec", "i_hyper_a", "i_hyper_s", "i_zprior")
     params = [p for n, p in m.named_parameters() if not n.startswith(frozen)]
