@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "0d39ee3cfb8efbdc1ec237a7cff2634454779cd1f38eea9ab74c188b268b9e1b"),
+                   "3c171642acd620304e75a1d88e32108df3996d1eaaf7369db570cb456fb49bee"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
