@@ -36,12 +36,12 @@ def data_root(tmp_path_factory):
 
 def test_smoke_run_and_resume(data_root, tmp_path):
     out = tmp_path / "run"
-    args = TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out)]
+    args = TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--no-bf16"]   # float32 path
     main(args + ["--steps", "4"])
     state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 4 and state["vq_ready"]
     cfg = TrainConfig.from_json(state["config"])
-    assert cfg.model == TINY and cfg.crop == 32
+    assert cfg.model == TINY and cfg.crop == 32 and not cfg.bf16
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any("kmeans_residual_energy" in r for r in rows)
     assert any("d_loss" in r for r in rows)                       # the GAN was on after gan_start
@@ -139,7 +139,7 @@ def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
 
 
 def test_bf16_run_keeps_quantizer_and_motion_in_float32(data_root, tmp_path):
-    """--bf16 trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
+    """--bf16 (the default) trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
     quantizer still picks the float32 nearest codes of the float32 latent."""
     out = tmp_path / "bf16"
     main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "4", "--bf16"])

@@ -52,7 +52,7 @@ class TrainConfig:
     val_every: int = 250
     seed: int = 0
     num_workers: int = 0
-    bf16: bool = False                # bfloat16 autocast of the convolution stacks (quantizer, motion, losses fp32)
+    bf16: bool = True                 # bfloat16 autocast of the convolution stacks (quantizer, motion, losses fp32)
     weights: dict = field(default_factory=lambda: {"video": 0.4, "photo": 0.5, "procedural": 0.1})
 
     def to_json(self) -> str:
