@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "3c171642acd620304e75a1d88e32108df3996d1eaaf7369db570cb456fb49bee"),
+                   "e0db67c5a932961be489f0abafac2fd8b7c69927affc828d4fd358ecbf007527"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
