@@ -138,7 +138,7 @@ def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
         assert torch.allclose(state["model"][k], ref[k], atol=1e-6), k
 
 
-def test_bf16_run_keeps_quantizer_and_motion_in_float32(data_root, tmp_path):
+def test_bf16_run_keeps_quantizer_in_float32(data_root, tmp_path):
     """--bf16 (the default) trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
     quantizer still picks the float32 nearest codes of the float32 latent."""
     out = tmp_path / "bf16"

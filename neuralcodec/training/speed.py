@@ -14,15 +14,15 @@ import time
 
 import torch
 
+from ..model import VideoCodecModel
 from .train import TrainConfig, Trainer
 
 
-def seconds_per_step(cfg: TrainConfig, init_from: str | None, steps: int, warmup: int) -> float:
-    """Mean wall time of `steps` training steps after `warmup` untimed ones."""
+def seconds_per_step(cfg: TrainConfig, init: VideoCodecModel | None, steps: int, warmup: int) -> float:
+    """Mean wall time of `steps` training steps after `warmup` untimed ones, starting from init's weights."""
     trainer = Trainer(cfg, torch.device("cpu"))
-    if init_from:
-        from ..registry import load_codec
-        trainer.init_from(load_codec(init_from).model)
+    if init is not None:
+        trainer.init_from(init)
     batches = trainer.batches()
     for _ in range(warmup):
         trainer.train_step(next(batches))
@@ -47,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    init = a.init_from or None
+    init = None
+    if a.init_from:
+        from ..registry import load_codec
+        init = load_codec(a.init_from).model      # loaded once, copied into each variant's trainer
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(data_root=a.data_root, out_dir=out, batch_size=a.batch_size, crop=a.crop,
                           steps=10 ** 6, gan_start=10 ** 6)
-        if init:
-            from ..registry import load_codec
-            cfg = dataclasses.replace(cfg, model=load_codec(init).model.cfg)
+        if init is not None:
+            cfg = dataclasses.replace(cfg, model=init.cfg)
         print(f"training step, batch {a.batch_size} of {cfg.clip_len}x{a.crop}x{a.crop}, "
               f"{torch.get_num_threads()} threads, {a.steps} steps after {a.warmup} warm-up:")
         res = {}
