@@ -4,6 +4,7 @@ from .container import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SAMPLES,
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     MAGIC,
     DecodeLimits,
     FrameType,
@@ -27,6 +28,7 @@ from .errors import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "FORMAT_VERSIONS",
     "MAGIC",
     "FrameType",
     "StreamHeader",

@@ -25,6 +25,7 @@ from .errors import (
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "FORMAT_VERSIONS",
     "FrameType",
     "StreamHeader",
     "Packet",
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 MAGIC = b"NCV\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2           # the newest version; version 2 adds a quality byte to every packet (FORMAT.md)
+FORMAT_VERSIONS = (1, 2)     # what readers accept and writers write
 
 # Bounds, checked before anything is allocated (see FORMAT.md).
 MAX_DIM = 16384
@@ -71,7 +73,8 @@ _PREFIX = struct.Struct(">4sB")
 _FIELDS = struct.Struct(">IIIIIBI")
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
-_PACKET_HEAD = struct.Struct(">BB")
+_PACKET_HEAD = struct.Struct(">BB")     # version 1: frame_type, n_chunks
+_PACKET_HEAD_V2 = struct.Struct(">BBB")  # version 2: frame_type, quality, n_chunks
 _FRAME_COUNT_OFFSET = _PREFIX.size + 16  # byte offset of frame_count inside the header
 
 
@@ -109,7 +112,10 @@ def _as_fraction(value: object) -> Fraction:
 
 @dataclass(frozen=True)
 class StreamHeader:
-    """Stream parameters stored once at the start of a .ncv file (validated on construction)."""
+    """Stream parameters stored once at the start of a .ncv file (validated on construction).
+
+    ``version`` 1: every frame has the header's quality; 2: each packet carries its own quality (rate control),
+    and the header's quality is 0."""
 
     width: int
     height: int
@@ -119,9 +125,12 @@ class StreamHeader:
     gop: int
     model_name: str
     model_hash: bytes  # first 8 bytes of the sha256 of the model weights
+    version: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if isinstance(self.version, bool) or self.version not in FORMAT_VERSIONS:
+            raise HeaderValueError(f"format version must be one of {FORMAT_VERSIONS}, got {self.version!r}")
         set_(self, "width", _as_int("width", self.width, 1, MAX_DIM))
         set_(self, "height", _as_int("height", self.height, 1, MAX_DIM))
         fps = _as_fraction(self.fps)
@@ -151,7 +160,7 @@ class StreamHeader:
         name = self.model_name.encode("utf-8")
         body = b"".join(
             (
-                _PREFIX.pack(MAGIC, FORMAT_VERSION),
+                _PREFIX.pack(MAGIC, self.version),
                 _FIELDS.pack(
                     self.width,
                     self.height,
@@ -171,12 +180,16 @@ class StreamHeader:
 
 @dataclass(frozen=True)
 class Packet:
-    """One coded frame: its type and the separately entropy-coded byte chunks."""
+    """One coded frame: its type, the separately entropy-coded byte chunks, and (format version 2 only) the
+    quality it was coded at, which is informative: a decoder needs none of it. None: the stream's quality."""
 
     frame_type: FrameType
     chunks: tuple[bytes, ...]
+    quality: int | None = None
 
     def __post_init__(self) -> None:
+        if self.quality is not None:
+            object.__setattr__(self, "quality", _as_int("packet quality", self.quality, 0, MAX_QUALITY))
         try:
             ft = FrameType(self.frame_type)
         except (ValueError, TypeError):
@@ -246,8 +259,9 @@ def _read_header(f: BinaryIO) -> tuple[StreamHeader, int]:
     if len(prefix) < _PREFIX.size:
         raise TruncatedError("stream truncated before the format version")
     version = prefix[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersionError(f"unsupported .ncv format version {version} (this reader knows {FORMAT_VERSION})")
+    if version not in FORMAT_VERSIONS:
+        known = " and ".join(map(str, FORMAT_VERSIONS))
+        raise UnsupportedVersionError(f"unsupported .ncv format version {version} (this reader knows {known})")
     fields = _read_exact(f, _FIELDS.size + _U8.size, "header")
     width, height, fps_num, fps_den, frame_count, quality, gop = _FIELDS.unpack_from(fields)
     # Bounds first (the CRC below cannot make an out-of-range value acceptable anyway).
@@ -276,6 +290,7 @@ def _read_header(f: BinaryIO) -> tuple[StreamHeader, int]:
         gop=gop,
         model_name=name,
         model_hash=rest[name_len : name_len + MODEL_HASH_BYTES],
+        version=version,
     )
     return header, len(body) + _U32.size
 
@@ -351,9 +366,16 @@ class StreamWriter:
         limit = self.header.frame_count or MAX_FRAME_COUNT
         if self.frames_written >= limit:
             raise HeaderValueError(f"cannot write more than {limit} packets (header frame_count)")
-        head = _PACKET_HEAD.pack(int(packet.frame_type), len(packet.chunks)) + b"".join(
-            _U32.pack(len(c)) for c in packet.chunks
-        )
+        if self.header.version == 1:
+            if packet.quality not in (None, self.header.quality):
+                raise HeaderValueError(f"a format version 1 stream has one quality ({self.header.quality}); "
+                                       f"packet quality {packet.quality} needs version 2")
+            head = _PACKET_HEAD.pack(int(packet.frame_type), len(packet.chunks))
+        else:
+            if packet.quality is None:
+                raise HeaderValueError("a format version 2 stream needs the quality of every packet")
+            head = _PACKET_HEAD_V2.pack(int(packet.frame_type), packet.quality, len(packet.chunks))
+        head += b"".join(_U32.pack(len(c)) for c in packet.chunks)
         crc = zlib.crc32(head)
         self._f.write(head)
         for c in packet.chunks:
@@ -425,17 +447,19 @@ class StreamReader:
                 raise BitstreamError(f"unexpected data after the last of {declared} frames")
             self._done = True
             return None
-        head = _read_upto(self._f, _PACKET_HEAD.size)
+        v2 = self.header.version == 2
+        head_size = (_PACKET_HEAD_V2 if v2 else _PACKET_HEAD).size
+        head = _read_upto(self._f, head_size)
         if not head:
             if declared and self.frames_read < declared:
                 raise TruncatedError(f"stream ends after {self.frames_read} of {declared} frames")
             self._done = True
             return None
-        if len(head) < _PACKET_HEAD.size:
+        if len(head) < head_size:
             raise TruncatedError("stream truncated in packet header")
         if self.limits is not None:
             self.limits.check_frames(self.header, self.frames_read + 1)
-        ftype, nchunks = head
+        ftype, quality, nchunks = head if v2 else (head[0], None, head[1])
         if ftype not in (FrameType.I, FrameType.P):
             raise HeaderValueError(f"unknown frame type {ftype} in packet {self.frames_read}")
         lens_raw = _read_exact(self._f, 4 * nchunks, "packet header")
@@ -455,8 +479,8 @@ class StreamReader:
         if stored != crc:
             raise ChecksumError(f"checksum mismatch in packet {self.frames_read}")
         self.frames_read += 1
-        self.position += _PACKET_HEAD.size + len(lens_raw) + total + _U32.size
-        return Packet(FrameType(ftype), tuple(chunks))
+        self.position += head_size + len(lens_raw) + total + _U32.size
+        return Packet(FrameType(ftype), tuple(chunks), quality)
 
     def __iter__(self) -> Iterator[Packet]:
         while (p := self.read()) is not None:

@@ -18,6 +18,7 @@ from bitstream import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SAMPLES,
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     MAGIC,
     BitstreamError,
     BudgetExceededError,
@@ -103,25 +104,56 @@ headers = st.builds(
     gop=st.integers(0, 10**7),
     model_name=st.text(max_size=60),
     model_hash=st.binary(min_size=8, max_size=8),
+    version=st.sampled_from(FORMAT_VERSIONS),
 )
 packets = st.lists(
     st.builds(
         Packet,
         frame_type=st.sampled_from(FrameType),
         chunks=st.lists(st.binary(max_size=300), max_size=6).map(tuple),
+        quality=st.integers(0, 255),
     ),
     max_size=8,
 )
 
 
+def fit_packets(header: StreamHeader, pkts: list[Packet]) -> list[Packet]:
+    """Version 1 has one quality for the stream, so its packets carry none."""
+    return pkts if header.version == 2 else [Packet(p.frame_type, p.chunks) for p in pkts]
+
+
 @settings(max_examples=80, deadline=None)
 @given(header=headers, pkts=packets)
 def test_pack_unpack_round_trip(header, pkts):
+    pkts = fit_packets(header, pkts)
     data = pack_stream(header, pkts)
     h2, p2 = unpack_stream(data)
     assert p2 == pkts
     assert h2 == make_header_like(header, frame_count=len(pkts))
-    assert data.startswith(MAGIC + bytes([FORMAT_VERSION]))
+    assert data.startswith(MAGIC + bytes([header.version]))
+
+
+def test_version_2_packets_carry_their_quality():
+    v1 = pack_stream(make_header(), PACKETS)
+    v2_packets = [Packet(p.frame_type, p.chunks, quality=q) for p, q in zip(PACKETS, (7, 0, 255))]
+    v2 = pack_stream(make_header(quality=0, version=2), v2_packets)
+    assert v1[4] == 1 and v2[4] == 2
+    assert len(v2) == len(v1) + len(PACKETS)  # one byte per packet, the header the same size
+    header, read = unpack_stream(v2)
+    assert header.version == 2 and [p.quality for p in read] == [7, 0, 255]
+    assert [p.quality for p in unpack_stream(v1)[1]] == [None] * len(PACKETS)
+    with pytest.raises(HeaderValueError, match="needs version 2"):   # a v1 stream cannot hold another quality
+        pack_stream(make_header(quality=3), [Packet(FrameType.I, (), quality=4)])
+    pack_stream(make_header(quality=3), [Packet(FrameType.I, (), quality=3)])
+    with pytest.raises(HeaderValueError, match="quality of every packet"):
+        pack_stream(make_header(quality=0, version=2), [Packet(FrameType.I, ())])
+    with pytest.raises(HeaderValueError, match="version"):
+        make_header(version=3)
+    with pytest.raises(HeaderValueError, match="quality"):
+        Packet(FrameType.I, (), quality=256)
+    truncated = v2[: len(make_header().to_bytes()) + 2]   # inside the first packet's 3-byte head
+    with pytest.raises(TruncatedError, match="packet header"):
+        unpack_stream(truncated)
 
 
 def make_header_like(h: StreamHeader, **kw) -> StreamHeader:
@@ -134,6 +166,7 @@ def make_header_like(h: StreamHeader, **kw) -> StreamHeader:
 @given(header=headers, pkts=packets)
 def test_streaming_through_file_objects(header, pkts):
     # Non-seekable output: frame_count stays 0 and the reader stops at EOF; trickling reads must work.
+    pkts = fit_packets(header, pkts)
     sink = Trickle()
     with StreamWriter(sink, header) as w:
         sizes = [w.write(p) for p in pkts]
@@ -226,7 +259,7 @@ def test_magic_version_and_checksums():
     with pytest.raises(TruncatedError):
         unpack_stream(MAGIC[:2])
     bad_version = bytes(data[:4]) + bytes([FORMAT_VERSION + 1]) + bytes(data[5:])
-    with pytest.raises(UnsupportedVersionError, match="version 2"):
+    with pytest.raises(UnsupportedVersionError, match=f"version {FORMAT_VERSION + 1}"):
         unpack_stream(bad_version)
     hdr_len = len(make_header().to_bytes())
     corrupt = bytearray(data)
@@ -244,7 +277,7 @@ def test_magic_version_and_checksums():
 
 
 def raw_header(width=64, height=48, num=30, den=1, count=0, quality=1, gop=8, name=b"m", digest=b"12345678") -> bytes:
-    body = MAGIC + bytes([FORMAT_VERSION])
+    body = MAGIC + bytes([1])
     body += struct.pack(">IIIIIBI", width, height, num, den, count, quality, gop)
     body += bytes([len(name)]) + name + digest
     return body + struct.pack(">I", zlib.crc32(body))

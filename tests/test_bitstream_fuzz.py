@@ -89,12 +89,15 @@ def test_mutated_streams_decode_or_raise_bitstream_error():
     ]
     header = StreamHeader(96, 64, Fraction(25), 0, 2, 3, "fuzz-model", b"\x01" * 8)
     valid = pack_stream(header, packets)
+    # the same packets in a format version 2 stream (a quality byte per packet), mutated in every other case
+    packets_v2 = [Packet(p.frame_type, p.chunks, quality=i + 1) for i, p in enumerate(packets)]
+    valid_v2 = pack_stream(StreamHeader(96, 64, Fraction(25), 0, 0, 3, "fuzz-model", b"\x01" * 8, 2), packets_v2)
     faulthandler.dump_traceback_later(2 * TIME_BUDGET_S, exit=True)
     try:
         start = time.monotonic()
         outcomes = {"ok": 0, "error": 0}
-        for _ in range(CASES):
-            data = mutate(valid, rng)
+        for case in range(CASES):
+            data = mutate(valid_v2 if case % 2 else valid, rng)
             try:
                 reader = StreamReader(io.BytesIO(data))
                 for packet in reader:
@@ -112,6 +115,7 @@ def test_mutated_streams_decode_or_raise_bitstream_error():
     assert outcomes["error"] > CASES // 2  # the mutations really do break most files
     _, decoded = unpack_stream(valid)
     assert decoded == packets
+    assert unpack_stream(valid_v2)[1] == packets_v2
 
 
 def test_garbage_and_mutated_entropy_payloads_never_crash():
@@ -168,7 +172,7 @@ def hostile_header(rng: random.Random, name: bytes | None = None, digest: bytes 
         name = b"".join(rng.choice(NAME_PIECES) for _ in range(rng.randrange(12)))
         name += b"\xff" if rng.random() < 0.05 else b""  # not UTF-8
     digest = digest if digest is not None else rng.randbytes(8)
-    body = MAGIC + bytes([FORMAT_VERSION]) + struct.pack(">IIIIIBI", *fields) + bytes([len(name)]) + name + digest
+    body = MAGIC + bytes([1]) + struct.pack(">IIIIIBI", *fields) + bytes([len(name)]) + name + digest
     crc = zlib.crc32(body) ^ (1 if rng.random() < 0.03 else 0)
     return body + struct.pack(">I", crc)
 
