@@ -20,6 +20,8 @@ EXAMPLES = """\
 examples:
   ncodec encode clip.mp4 -o clip.ncv                 encode at the default quality
   ncodec encode clip.y4m -o clip.ncv --quality 5 --gop 32
+  ncodec encode clip.mp4 -o clip.ncv --bitrate 300k  rate control: the file lands on 300 kbit/s
+  ncodec encode clip.mp4 -o clip.ncv --preset slow   more encoder work for fewer bits (the decoder is the same)
   ncodec encode frames/ -o clip.ncv                  a folder of PNG frames (30 fps)
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate
@@ -40,6 +42,7 @@ _NOT_NCV_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".y4m", ".png", ".
 
 
 _STREAM_KINDS = ("y4m", "mkv")  # formats that can be written to a pipe
+PRESET_NAMES = ("fast", "medium", "slow", "veryslow")  # neuralcodec.codec.PRESETS (not imported: torch)
 
 
 class CliError(Exception):
@@ -86,6 +89,16 @@ def _scenecut(text: str) -> float:
     return value
 
 
+def _bitrate(text: str) -> float:
+    """Bits per second: 300k, 1.5M or 250000 (k = 1000, M = 1000000)."""
+    from neuralcodec.ratecontrol import parse_bitrate
+
+    try:
+        return parse_bitrate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _pixel_count(text: str) -> int:
     """A positive pixel count: an integer, or WIDTHxHEIGHT."""
     try:
@@ -110,7 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("input", metavar="INPUT", help="video file, PNG folder, or - for standard input (y4m or any "
                                                     "stream PyAV can read without seeking)")
     enc.add_argument("-o", "--output", required=True, metavar="OUTPUT.ncv", help="- writes to standard output")
-    enc.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
+    rate = enc.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=int, metavar="Q", help="quality level (default: the model's middle level)")
+    rate.add_argument("--bitrate", type=_bitrate, metavar="RATE",
+                      help="target bitrate in bits/s (300k, 1.5M) instead of a quality: rate control picks a "
+                           "quality per frame so that the file lands on it")
+    enc.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                     help="encoder effort: motion search and, from slow on, a rate-distortion search over "
+                          "refined latents per frame; the decoder is the same (default: medium)")
     enc.add_argument("--gop", type=_positive_int, metavar="N",
                      help="longest run of frames between I-frames (default: 32)")
     enc.add_argument("--scenecut", type=_scenecut, metavar="DB",
@@ -281,7 +301,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     info, frames = open_video(args.input)
     codec = neuralcodec.load_codec(args.model) if args.model else neuralcodec.load_codec()
     quality = codec.default_quality if args.quality is None else args.quality
-    if quality not in codec.qualities:
+    if args.bitrate is None and quality not in codec.qualities:
         levels = ", ".join(str(q) for q in codec.qualities)
         args.parser.error(f"argument --quality: {quality} is not a level of model {printable(codec.name)} "
                           f"(choose from {levels})")
@@ -291,8 +311,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def encode(fileobj) -> tuple[int, int]:
-        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps, quality=quality,
-                                       gop=args.gop, frame_count=0, scenecut=args.scenecut)
+        encoder = codec.stream_encoder(fileobj, info.width, info.height, fps=info.fps,
+                                       quality=None if args.bitrate else quality, gop=args.gop, frame_count=0,
+                                       scenecut=args.scenecut, preset=args.preset, bitrate=args.bitrate,
+                                       frames_hint=info.frame_count)
         progress = _Progress(info.frame_count, info.fps, args.quiet, "encode")
         try:
             for frame in itertools.chain([first], frames):
@@ -309,8 +331,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         with atomic_output(target, args.force) as tmp, open(tmp, "wb") as fileobj:
             count, size = encode(fileobj)
     elapsed = time.perf_counter() - start
+    mode = f"quality {quality}" if args.bitrate is None else f"target {args.bitrate / 1000:g} kbit/s"
     _say(args, f"{args.output}: {count} frames {info.width}x{info.height} @ {_fps_text(info.fps)} fps, "
-               f"model {codec.name} quality {quality}, {_rate_text(size, count, info.width, info.height, info.fps)} "
+               f"model {codec.name} {mode}, {_rate_text(size, count, info.width, info.height, info.fps)} "
                f"({elapsed:.1f} s, {count / max(elapsed, 1e-9):.1f} frames/s)")
     return 0
 
@@ -432,15 +455,16 @@ class StreamScan:
             self.frames += 1
             self.i_frames += packet.frame_type.name == "I"
             self.total = reader.position
-            yield {"index": self.frames - 1, "type": packet.frame_type.name, "bytes": reader.position - before,
-                   "chunks": [len(c) for c in packet.chunks]}
+            quality = self.header.quality if packet.quality is None else packet.quality
+            yield {"index": self.frames - 1, "type": packet.frame_type.name, "quality": quality,
+                   "bytes": reader.position - before, "chunks": [len(c) for c in packet.chunks]}
 
     def header_fields(self) -> dict:
         h = self.header
         return {"file": str(self.path), "model_name": h.model_name, "model_hash": h.model_hash.hex(),
                 "width": h.width, "height": h.height, "fps": str(h.fps), "fps_float": float(h.fps),
                 "header_frame_count": h.frame_count, "quality": h.quality, "gop": h.gop,
-                "header_bytes": self.reader.header_size}
+                "format_version": h.version, "header_bytes": self.reader.header_size}
 
     def summary(self) -> dict:
         n, h = self.frames, self.header
@@ -475,7 +499,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             sys.stdout.write(head[:-1] + ', "frames": [')
             for f in scan:  # (formatted by hand: json.dumps per frame would double the time of a long stream)
                 sys.stdout.write(f'{", " if f["index"] else ""}{{"index": {f["index"]}, "type": "{f["type"]}", '
-                                 f'"bytes": {f["bytes"]}, "chunks": [{", ".join(map(str, f["chunks"]))}]}}')
+                                 f'"quality": {f["quality"]}, "bytes": {f["bytes"]}, '
+                                 f'"chunks": [{", ".join(map(str, f["chunks"]))}]}}')
             sys.stdout.write("], " + json.dumps(scan.summary())[1:] + "\n")
             return 0
         info = scan.header_fields()
@@ -484,15 +509,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
             ("model", f"{info['model_name']} (weights sha256 {info['model_hash']}...)"),
             ("size", f"{info['width']}x{info['height']}"),
             ("frame rate", f"{_fps_text(Fraction(info['fps']))} fps"),
-            ("quality", str(info["quality"])),
+            ("quality", str(info["quality"]) if info["format_version"] == 1 else "per frame (rate control)"),
             ("gop", str(info["gop"])),
         ]
         for name, value in rows:
             print(printable(f"{name:<11} {value}"))
         print()
-        print(f"{'frame':>6}  type  {'bytes':>9}")
+        print(f"{'frame':>6}  type  quality  {'bytes':>9}")
         for frame in scan:
-            print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['bytes']:>9,}")
+            print(f"{frame['index']:>6}  {frame['type']:<4}  {frame['quality']:>7}  {frame['bytes']:>9,}")
         info = {**info, **scan.summary()}
     count = info["frame_count"]
     frames_text = f"{count}" + (f" (header says {info['header_frame_count']})"

@@ -283,7 +283,9 @@ def test_info_text(stream):
     assert f"{data['kbit_per_s']:.2f} kbit/s" in text
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in [[str(i)] for i in range(5)]]
     assert [r[1] for r in rows] == [f["type"] for f in data["frames"]]
-    assert [int(r[2].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
+    assert [int(r[2]) for r in rows] == [f["quality"] for f in data["frames"]] == [data["quality"]] * len(rows)
+    assert [int(r[3].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
+    assert data["format_version"] == 1
 
 
 def test_help_has_examples():
@@ -300,6 +302,11 @@ def test_usage_errors_exit_2(tmp_path, stream):
         ["encode", clip, "-o", tmp_path / "a.ncv", "--gop", "0"],
         ["encode", clip, "-o", tmp_path / "a.ncv", "--scenecut", "-1"],
         ["encode", clip, "-o", tmp_path / "a.ncv", "--scenecut", "six"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--quality", "3", "--bitrate", "100k"],  # one or the other
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--bitrate", "fast"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--bitrate", "0"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--bitrate", "-5k"],
+        ["encode", clip, "-o", tmp_path / "a.ncv", "--preset", "placebo"],
         ["encode", clip],  # no -o
         ["encode", clip, "-o", tmp_path / "a.mp4"],  # not an .ncv name
         ["decode", stream, "-o", tmp_path / "a.avi"],  # unsupported output format

@@ -1,6 +1,7 @@
 """The video codec network: intra (I) and motion-compensated conditional inter (P) coding with residual VQ."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -54,9 +55,12 @@ class VideoCodecModel(nn.Module):
         """Largest motion component in quarter pels; decoded vectors are clamped to it too."""
         return 4 * (self.cfg.search_range + self.cfg.block_size)
 
-    def motion(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    def motion(self, x: torch.Tensor, ref: torch.Tensor, search: int | None = None, finest: int = 1) -> torch.Tensor:
+        """Block motion of x from ref in quarter pels; `search` (pixels, at most the model's search_range) and
+        `finest` (the finest refinement step in quarter pels) trade encode time for prediction quality."""
+        search = self.cfg.search_range if search is None else min(search, self.cfg.search_range)
         with _fp32(x):
-            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, self.cfg.search_range)
+            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, search, finest=finest)
         return mv.clamp(-self.mv_limit, self.mv_limit)
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
@@ -75,6 +79,32 @@ class VideoCodecModel(nn.Module):
     def encode_inter(self, x: torch.Tensor, warped: torch.Tensor, n_stages: int, lam: float = 0.0) -> torch.Tensor:
         """The codes of a P-frame: the residual to its motion-compensated prediction warp(ref, motion(x, ref))."""
         return self.p_vq.encode(self.p_enc(x - warped), n_stages, lam)
+
+    # encoder-side refinement (slow presets) ---------------------------------------
+    def refine(self, x: torch.Tensor, z: torch.Tensor, vq: ResidualVQ, n_stages: int, lam: float, steps: int,
+               warped: torch.Tensor | None = None, lr: float = 0.02) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Candidates (codes, reconstruction) for frame x: those of the encoder's latent z, then after each of
+        `steps` Adam steps that move z to lower the decoder's squared error through a straight-through quantizer
+        (the decoder sees the codes of vq.encode(z, n_stages, lam)): the amortized encoder's z is a guess, and the
+        decoder is the judge. I-frames with warped None, else P-frames decoded on the prediction warped. The
+        caller picks among the steps + 1 candidates (see codec.FrameCoder)."""
+        with torch.no_grad():
+            ctx = None if warped is None else self.p_ctx(warped)
+        dec = self.i_dec if warped is None else self.p_dec
+        base = 0.5 if warped is None else warped
+        z = z.detach().float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr * float(z.detach().std().clamp(min=1e-3)))
+        for k in range(steps + 1):
+            with torch.no_grad():
+                codes = vq.encode(z, n_stages, lam)
+                q = vq.decode(codes)
+            with torch.enable_grad():
+                recon = base + dec(z + (q - z).detach(), ctx).float()
+                if k < steps:
+                    (z.grad,) = torch.autograd.grad((recon - x).pow(2).mean(), [z])
+            yield codes, recon.detach()
+            if k < steps:
+                opt.step()
 
     # training -------------------------------------------------------------------
     def _quantize(self, vq: ResidualVQ, z: torch.Tensor, n_stages, bypass: bool, lam: float = 0.0):

@@ -133,20 +133,21 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
 
 @torch.no_grad()
 def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, search: int = 16,
-                    lam: float = 0.002, tol: float = 0.003) -> torch.Tensor:
+                    lam: float = 0.002, tol: float = 0.003, finest: int = 1) -> torch.Tensor:
     """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB).
 
     Exhaustive search at 1/4 resolution (when the frame allows), then per-block refinement at full
-    resolution by 2 and 1 pixels, then half and quarter pixels; last, blocks that the frame's median vector
-    (or zero) predicts within `tol` mean absolute luma take it.
+    resolution by 2 and 1 pixels, then half and quarter pixels (down to `finest` quarter pels: 2 stops at half
+    pixels); last, blocks that the frame's median vector (or zero) predicts within `tol` mean absolute luma take it.
     """
     cy, ry = luma(cur.float()), luma(ref.float())
     scale = 4 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 1
     c_s = F.avg_pool2d(cy, scale) if scale > 1 else cy
     r_s = F.avg_pool2d(ry, scale) if scale > 1 else ry
     mv = _full_search(c_s, r_s, block // scale, max(1, search // scale), lam * scale) * (QPEL * scale)
-    steps = (2 * QPEL, QPEL, 2, 1) if scale > 1 else (2, 1)
-    mv = _refine(cy, ry, block, mv, lam, steps)
+    steps = tuple(st for st in ((2 * QPEL, QPEL, 2, 1) if scale > 1 else (2, 1)) if st >= finest)
+    if steps:
+        mv = _refine(cy, ry, block, mv, lam, steps)
     return _prefer_uniform(cy, ry, block, mv, tol)
 
 

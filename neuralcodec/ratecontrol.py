@@ -1,0 +1,85 @@
+"""Rate control: a quality per frame so that a stream lands on a target bitrate (no torch: the CLI parses with it)."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from fractions import Fraction
+
+from bitstream import FrameType
+
+
+class RateControl:
+    """Picks a quality per frame so that a stream lands on a target bitrate (bits per second).
+
+    The encoder knows each frame's exact size at every level before it picks one (the levels share the motion
+    search and the latent; only the quantization and the rANS coding differ), so the controller chooses from
+    real sizes, not predictions. P-frames take the level whose size is nearest to the frame's budget: the target per frame minus the overspend so far, spread over the next second, or the frames left
+    when the count is known (so the whole stream ends on target), or half a second when it is not (so that
+    wherever it ends, little of an I-frame's excess is left unpaid). I-frames keep the quality of the recent
+    P-frames, as far as the frames left can pay for it. No frame takes a level that would fill a leaky bucket of
+    one second of the target rate beyond it while a lower level would not."""
+
+    def __init__(self, bitrate: float, fps: Fraction, qualities: Sequence[int], frame_count: int = 0):
+        self.fps = float(fps)
+        self.frame_bits = bitrate / self.fps
+        self.buffer = float(bitrate)               # one second of the target rate
+        self.qualities = sorted(qualities)
+        self.frame_count = frame_count
+        self.frames = 0
+        self.spent = 0                             # bits so far
+        self.fullness = 0.0                        # the leaky bucket: bits above the target rate, drained per frame
+        self.recent_p: deque[int] = deque(maxlen=max(1, round(self.fps / 4)))
+        self.lowest_p: int | None = None           # the last P-frame's size at the lowest quality
+
+    def _fits(self, bits: int) -> bool:
+        return self.fullness + bits - self.frame_bits <= self.buffer
+
+    def choose(self, ftype: FrameType, sizes: dict[int, int]) -> int:
+        """The quality for a frame whose packet would take sizes[q] bits at quality q."""
+        qs = self.qualities
+        if ftype == FrameType.P:
+            self.lowest_p = min(sizes.values())
+        left = self.frame_count - self.frames if self.frame_count > self.frames else 0
+        over = self.spent - self.frame_bits * self.frames          # bits spent beyond the target so far
+        if ftype == FrameType.I:
+            if self.recent_p:
+                want = sorted(self.recent_p)[len(self.recent_p) // 2]
+            else:   # the first frame: the best level that leaves three quarters of the buffer
+                want = max([q for q in qs if sizes[q] <= self.buffer / 4] or qs[:1])
+            if left:   # near the end, no more than the frames left can pay back at the lowest P sizes seen
+                room = self.frame_bits * left - over - (left - 1) * (self.lowest_p or 0)
+                while want != qs[0] and sizes[want] > room:
+                    want = qs[qs.index(want) - 1]
+        else:
+            horizon = min(self.fps, left) if left else self.fps / 2
+            budget = self.frame_bits - over / max(horizon, 1.0)
+            want = min(qs, key=lambda q: (abs(sizes[q] - budget), q))   # nearest: what keeps the total on track
+        while want != qs[0] and not self._fits(sizes[want]):
+            want = qs[qs.index(want) - 1]
+        return want
+
+    def update(self, ftype: FrameType, quality: int, bits: int) -> None:
+        """Account for a coded frame."""
+        self.frames += 1
+        self.spent += bits
+        self.fullness = max(0.0, self.fullness + bits - self.frame_bits)
+        if ftype == FrameType.P:
+            self.recent_p.append(quality)
+
+
+def parse_bitrate(text: str | float | int) -> float:
+    """Bits per second from 300k, 1.5M, 2500000 (k = 1000, M = 10^6); ValueError unless in 1 bit/s .. 10 Gbit/s."""
+    if isinstance(text, bool):
+        raise ValueError(f"bitrate must be bits per second such as 300k or 1.5M, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        t = str(text).strip()
+        scale = {"k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}.get(t[-1:], 1.0)
+        try:
+            value = float(t[:-1] if scale != 1.0 else t) * scale
+        except ValueError:
+            raise ValueError(f"bitrate must be bits per second such as 300k or 1.5M, got {text!r}") from None
+    if not (1.0 <= value <= 1e10):   # also refuses nan and inf
+        raise ValueError(f"bitrate must be between 1 bit/s and 10 Gbit/s, got {text!r}")
+    return value

@@ -1,0 +1,162 @@
+"""Encoder presets and rate control: every preset decodes with the one decoder, slower presets never cost more,
+--bitrate lands on its target."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bitstream
+from neuralcodec.codec import PRESETS, FrameCoder, FrameType
+from neuralcodec.ratecontrol import RateControl, parse_bitrate
+
+from conftest import textured_clip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def encode_and_track(codec, clip, **kw):
+    """The stream of an encode, and the frames the encoder's closed loop holds after each one."""
+    import io
+    buf = io.BytesIO()
+    enc = codec.stream_encoder(buf, clip.shape[2], clip.shape[1], frame_count=len(clip), **kw)
+    tracked = []
+    for frame in clip:
+        enc.write(frame)
+        tracked.append(enc.last_decoded)
+    enc.close()
+    return buf.getvalue(), np.stack(tracked)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_decodes_with_the_standard_decoder(tiny_codec, preset):
+    clip = textured_clip(5, 32, 48, pan=2, seed=11)
+    data, tracked = encode_and_track(tiny_codec, clip, quality=2, gop=4, preset=preset)
+    decoded = tiny_codec.decode(data)
+    np.testing.assert_array_equal(decoded, tracked)   # encoder and decoder stay in step
+    header, packets = bitstream.unpack_stream(data)
+    assert header.version == 1 and [p.frame_type for p in packets] == [0, 1, 1, 1, 0]
+
+
+def frame_costs(codec, clip, preset: str, quality: int, gop: int) -> list[float]:
+    """Per frame, the RD cost MSE + slope x bits/pixel (codes and motion) that the encoder weighs
+    (FrameCoder.choose), with the frame's own slope along the levels."""
+    level = codec.levels[quality]
+    coder = FrameCoder(codec, clip.shape[2], clip.shape[1], level, gop, preset=PRESETS[preset])
+    costs = []
+    for frame in clip:
+        a = coder.prepare(frame)
+        slope = coder.rd_slope(a, level)
+        if slope is None:   # the levels' sizes do not rise here: no exchange rate, so every preset codes plainly
+            plain = coder.codes(a, level)
+            assert torch.equal(coder.choose(a, level)[0], plain)
+            slope = 0.0
+        codes, recon = coder.choose(a, level)
+        mse = float((recon.clamp(0, 1) - a.x)[..., :clip.shape[1], :clip.shape[2]].pow(2).mean())
+        bits = coder.bits(a, codes) + (0 if a.mv is None else 8 * len(codec.model.entropy.encode_motion(a.mv[0].numpy())))
+        costs.append(mse + slope * bits / (clip.shape[1] * clip.shape[2]))
+        coder.commit(a, codes, recon)
+    return costs
+
+
+def test_slower_presets_never_cost_more_on_i_frames(tiny_codec):
+    # I-frames only: every frame sees the same input under every preset, so the guarantee is exact per frame
+    clip = textured_clip(3, 64, 96, pan=3, seed=4)
+    found = False
+    for q in tiny_codec.qualities:
+        costs = {p: frame_costs(tiny_codec, clip, p, q, gop=1) for p in ("medium", "slow", "veryslow")}
+        for faster, slower in (("medium", "slow"), ("slow", "veryslow")):
+            assert all(s <= f + 1e-12 for f, s in zip(costs[faster], costs[slower])), (q, costs)
+        found |= any(s < m for m, s in zip(costs["medium"], costs["veryslow"]))
+    assert found   # and the search does find cheaper codes
+
+
+def test_slower_presets_never_cost_more_on_the_same_p_frame(tiny_codec):
+    # P-frames on one reference (the medium preset's closed loop): each slower preset's choice costs at most the
+    # faster one's, the no-residual candidate included
+    clip = textured_clip(5, 64, 96, pan=2, seed=9)
+    for q in tiny_codec.qualities[:-1]:
+        level = tiny_codec.levels[q]
+        coder = FrameCoder(tiny_codec, 96, 64, level, gop=8)
+        for frame in clip:
+            a = coder.prepare(frame)
+            slope = coder.rd_slope(a, level)
+            costs = []
+            for name in ("medium", "slow", "veryslow"):
+                coder.preset = PRESETS[name]
+                codes, recon = coder.choose(a, level)
+                costs.append(coder._mse(a, recon) + slope * coder.bits(a, codes) / (64 * 96))
+            assert costs[0] >= costs[1] - 1e-12 and costs[1] >= costs[2] - 1e-12, (q, costs)
+            coder.preset = PRESETS["medium"]
+            coder.commit(a, *coder.choose(a, level))
+
+
+def test_medium_motion_predicts_at_least_as_well_as_fast(tiny_codec):
+    # the medium preset refines fast's half-pel search to quarter pels, only where the block's SAD improves
+    from neuralcodec.model.motion import block_warp, luma
+    clip = textured_clip(2, 64, 96, pan=3, seed=2)
+    x, ref = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in clip[::-1]]
+    sad = {}
+    for name in ("fast", "medium"):
+        p = PRESETS[name]
+        mv = tiny_codec.model.motion(x, ref, p.search_range, p.finest_step)
+        sad[name] = float((luma(x) - luma(block_warp(ref, mv, 16))).abs().mean())
+    assert sad["medium"] <= sad["fast"]
+
+
+def test_parse_bitrate():
+    assert parse_bitrate("300k") == 300_000 and parse_bitrate("1.5M") == 1_500_000
+    assert parse_bitrate("250000") == 250_000 and parse_bitrate(64_000) == 64_000
+    for bad in ("", "k", "fast", "0", "-5k", "1e12", "nan", "inf", True):
+        with pytest.raises(ValueError, match="bitrate"):
+            parse_bitrate(bad)
+
+
+def simulate(rc: RateControl, n: int, gop: int, scale: float = 1.0) -> tuple[list[int], list[int]]:
+    """Frames whose size doubles per quality step (I-frames 6x a P-frame); returns chosen qualities and sizes."""
+    qualities, sizes = [], []
+    for t in range(n):
+        ftype = FrameType.I if t % gop == 0 else FrameType.P
+        per_q = {q: int(scale * (6 if ftype == FrameType.I else 1) * 200 * 2 ** q) for q in rc.qualities}
+        q = rc.choose(ftype, per_q)
+        rc.update(ftype, q, per_q[q])
+        qualities.append(q)
+        sizes.append(per_q[q])
+    return qualities, sizes
+
+
+@pytest.mark.parametrize("known", [True, False])
+@pytest.mark.parametrize("target", [20_000, 60_000, 150_000])
+def test_rate_control_lands_on_target_within_its_buffer(target, known):
+    fps, n = 25, 75
+    rc = RateControl(target, fps, range(1, 9), frame_count=n if known else 0)
+    qualities, sizes = simulate(rc, n, gop=32)
+    achieved = sum(sizes) * fps / n
+    assert abs(achieved / target - 1) < 0.05, (achieved, qualities)
+    fullness = 0.0
+    for s in sizes:   # the leaky bucket of one second of the target rate never overflows by more than 10 %
+        fullness = max(0.0, fullness + s - target / fps)
+        assert fullness <= 1.1 * target
+    assert len(set(qualities)) > 1
+
+
+def test_rate_control_api_and_info(tiny_codec):
+    clip = textured_clip(60, 32, 48, pan=1, seed=2)
+    rates = [len(tiny_codec.encode(clip, quality=q, fps=25)) * 8 * 25 / 60 for q in (1, 3)]
+    target = (rates[0] * rates[1]) ** 0.5
+    data, tracked = encode_and_track(tiny_codec, clip, bitrate=target, fps=25, gop=32)
+    assert abs(len(data) * 8 * 25 / 60 / target - 1) < 0.05, (len(data), target, rates)
+    header, packets = bitstream.unpack_stream(data)
+    assert header.version == 2 and header.quality == 0
+    assert {p.quality for p in packets} <= set(tiny_codec.qualities) and len({p.quality for p in packets}) > 1
+    np.testing.assert_array_equal(tiny_codec.decode(data), tracked)
+    with pytest.raises(ValueError, match="not both"):
+        tiny_codec.encode(clip[:2], quality=2, bitrate="100k")
+    with pytest.raises(ValueError, match="preset"):
+        tiny_codec.encode(clip[:2], preset="placebo")
