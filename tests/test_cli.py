@@ -410,6 +410,29 @@ def test_quality_and_gop_reach_the_stream(tmp_path):
     assert header_of(default).quality == codec.default_quality
 
 
+def test_bitrate_lands_on_target_and_info_shows_the_qualities(tmp_path):
+    # a generated 60-frame clip (2.4 s at 25 fps), the shipped model, through the command
+    clip = write_clip(tmp_path / "in.y4m", pattern(64, 48, 60, seed=3), "rawvideo", "yuv420p", Fraction(25))
+    rates = []
+    for quality in (2, 6):
+        ok("encode", clip, "-o", tmp_path / f"q{quality}.ncv", "--quality", quality, "--quiet")
+        rates.append(json.loads(ok("info", tmp_path / f"q{quality}.ncv", "--json").stdout)["kbit_per_s"])
+    target = (rates[0] * rates[1]) ** 0.5
+    out = tmp_path / "abr.ncv"
+    result = ok("encode", clip, "-o", out, "--bitrate", f"{target:.3f}k")
+    assert f"target {float(f'{target:.3f}'):g} kbit/s" in result.stdout
+    info = json.loads(ok("info", out, "--json").stdout)
+    assert abs(info["kbit_per_s"] / target - 1) < 0.05, (info["kbit_per_s"], target, rates)
+    qualities = [f["quality"] for f in info["frames"]]
+    assert info["format_version"] == 2 and info["quality"] == 0 and len(set(qualities)) > 1
+    text = ok("info", out).stdout
+    assert "per frame (rate control)" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in [[str(i)] for i in range(60)]]
+    assert [int(r[2]) for r in rows] == qualities
+    frames = ok("decode", out, "-o", tmp_path / "abr.y4m", "--quiet")
+    assert frames.returncode == 0 and len(list(open_video(tmp_path / "abr.y4m")[1])) == 60
+
+
 def test_demo_x264_match_is_closest_not_above():
     from neuralcodec.demo import match_x264, psnr, sample_frames, x264_roundtrip
 
