@@ -179,12 +179,28 @@ def _encode(frames: np.ndarray, spec: AnchorSpec, opts: dict[str, str], fps: Fra
     return time.perf_counter() - t0, bytes(enc.extradata or b"")
 
 
-def encode_decode(frames: np.ndarray, spec: AnchorSpec, crf: int, fps: Fraction, gop: int) -> AnchorResult:
-    """Encode RGB frames (RGB->yuv420p via swscale) with one anchor setting, decode back to RGB."""
+def abr_options(bitrate: float, gop: int) -> dict[str, str]:
+    """x264 low-delay (the reference's options) at a target bitrate in bits/s instead of a CRF: one-pass ABR
+    with a VBV buffer of one second at that rate (as ncodec's rate control), scene cuts on."""
+    opts = dict(ANCHORS["x264-lowdelay"].options)
+    kbps = max(1, round(bitrate / 1000))
+    opts["b"] = str(int(round(bitrate)))
+    opts["x264-params"] = f"keyint={gop}:scenecut=40:vbv-maxrate={kbps}:vbv-bufsize={kbps}"
+    return opts
+
+
+ABR_SPEC = AnchorSpec(name="x264-lowdelay-abr", encoder="libx264", decoder="h264", options={}, crfs=(), quick_crfs=(),
+                      gop_note="as x264-lowdelay, at a target bitrate (ABR, VBV buffer of 1 s) instead of a CRF")
+
+
+def encode_decode(frames: np.ndarray, spec: AnchorSpec, crf: int, fps: Fraction, gop: int,
+                  bitrate: float | None = None) -> AnchorResult:
+    """Encode RGB frames (RGB->yuv420p via swscale) with one anchor setting (a CRF, or with ABR_SPEC a bitrate in
+    bits/s), decode back to RGB."""
     import av
 
     t = frames.shape[0]
-    opts = spec.options_for(crf, gop)
+    opts = abr_options(bitrate, gop) if bitrate is not None else spec.options_for(crf, gop)
     is_svt = spec.encoder == "libsvtav1"
     log_ctx = _captured_stderr() if is_svt else _nullctx()
     packets: list[bytes] = []
@@ -211,7 +227,8 @@ def encode_decode(frames: np.ndarray, spec: AnchorSpec, crf: int, fps: Fraction,
         out += [fr.to_ndarray(format="rgb24") for fr in dec.decode(pkt)]
     decode_s = time.perf_counter() - t0
     if len(out) != t:
-        raise RuntimeError(f"{spec.name} crf {crf}: decoded {len(out)} frames, expected {t}")
+        raise RuntimeError(f"{spec.name} {f'crf {crf}' if bitrate is None else f'{bitrate:.0f} bit/s'}: decoded "
+                           f"{len(out)} frames, expected {t}")
     return AnchorResult(decoded=np.stack(out), nbytes=sum(map(len, packets)) + len(extradata),
                         encode_s=encode_s, decode_s=decode_s, options=opts, encoder_info=info,
                         info_sei_bytes=raw_size - sum(map(len, packets)))

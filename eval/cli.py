@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", nargs="+", default=["standard"], metavar="CLIP",
                    help="'standard' (carphone + last 50 frames of bikes), video files, or folders of PNG frames")
     p.add_argument("--out", default="eval/results", help="output folder (JSON, results.md, PNG plots)")
-    p.add_argument("--codecs", default="all", help="comma list of ncodec,x264-lowdelay,x264,x265,svtav1 or 'all'")
+    p.add_argument("--codecs", default="all",
+                   help="comma list of ncodec,x264-lowdelay,x264,x265,svtav1 or 'all' (those five); ncodec-abr adds "
+                        "rate-controlled points: ncodec --bitrate and x264 low-delay ABR at the same targets")
     p.add_argument("--metrics", default=None,
                    help="comma list of psnr,msssim,vmaf,cvvdp, or 'fast' / 'all' (default: all; fast with --quick)")
     p.add_argument("--quick", action="store_true",

@@ -61,15 +61,18 @@ def warm_up(codec, frames: np.ndarray, fps: Fraction) -> None:
     codec.decode(codec.encode(frames[:2], fps=Fraction(fps)))
 
 
-def encode_decode(codec, frames: np.ndarray, quality: int, fps: Fraction, gop: int | None) -> NcodecResult:
-    """Encode the clip at one quality level and decode it back (both timed)."""
+def encode_decode(codec, frames: np.ndarray, quality: int | None, fps: Fraction, gop: int | None,
+                  bitrate: float | None = None) -> NcodecResult:
+    """Encode the clip at one quality level, or with rate control at a bitrate (bits/s), and decode it back (both
+    timed)."""
     t0 = time.perf_counter()
-    data = codec.encode(frames, quality=quality, gop=gop, fps=Fraction(fps))
+    data = codec.encode(frames, quality=quality, gop=gop, fps=Fraction(fps), bitrate=bitrate)
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     decoded = np.asarray(codec.decode(data))
     decode_s = time.perf_counter() - t0
     if decoded.shape != frames.shape or decoded.dtype != np.uint8:
-        raise RuntimeError(f"ncodec q{quality}: decoded {decoded.shape} {decoded.dtype}, expected {frames.shape} uint8")
+        raise RuntimeError(f"ncodec {f'q{quality}' if bitrate is None else f'{bitrate:.0f} bit/s'}: decoded "
+                           f"{decoded.shape} {decoded.dtype}, expected {frames.shape} uint8")
     return NcodecResult(decoded=decoded, nbytes=len(data), encode_s=encode_s, decode_s=decode_s,
                         header=_header_dict(data, codec))

@@ -111,6 +111,15 @@ def markdown(results: dict, images: list[str]) -> str:
                 dec = _mean([p.get("decode_fps") for p in pts])
                 lines.append(f"| {codec} | {clip} | {_fmt(enc, '.1f')} | {_fmt(dec, '.1f')} |")
     keys = [k for k in ("psnr_rgb", "psnr_yuv", "msssim", "vmaf", "cvvdp") if any(k in p for p in results["points"])]
+    abr = [p for p in results["points"] if "rate_error" in p]
+    if abr:
+        lines += ["", "## Rate control (target bitrate; error = achieved / target - 1)", "",
+                  "| clip | codec | target kbit/s | achieved kbit/s | error | " + " | ".join(keys) + " |",
+                  "|---" * (5 + len(keys)) + "|"]
+        for p in abr:
+            vals = [_fmt(p.get(k), ".4f" if k == "msssim" else ".2f") for k in keys]
+            lines.append(f"| {p['clip']} | {p['codec']} | {p['target_kbps']:.1f} | {p['kbps']:.1f} | "
+                         f"{p['rate_error']:+.1%} | " + " | ".join(vals) + " |")
     lines += ["", "## RD points", "", "| clip | codec | setting | bpp | kbit/s | " + " | ".join(keys) + " |",
               "|---" * (5 + len(keys)) + "|"]
     for p in results["points"]:

@@ -13,6 +13,12 @@ from eval.clips import Clip
 NCODEC = "ncodec"
 REFERENCE = "x264-lowdelay"
 ALL_CODECS = (NCODEC, *anchors.ANCHORS)
+# Rate-controlled points: ncodec --bitrate and the x264 low-delay reference in ABR, at the same targets (bits per
+# pixel of each clip, turned into bits/s); asked for by name, not part of 'all'
+ABR = "ncodec-abr"
+ABR_REFERENCE = anchors.ABR_SPEC.name
+ABR_BPP = (0.05, 0.1, 0.2, 0.35)
+ABR_BPP_QUICK = (0.06, 0.2)
 
 
 @dataclass
@@ -32,10 +38,16 @@ def parse_codecs(spec: str) -> tuple[str, ...]:
     if spec == "all":
         return ALL_CODECS
     names = tuple(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
-    bad = [n for n in names if n not in ALL_CODECS]
+    bad = [n for n in names if n not in (*ALL_CODECS, ABR)]
     if bad or not names:
-        raise ValueError(f"unknown codec(s) {bad or spec!r}; choose from {', '.join(ALL_CODECS)} or 'all'")
+        raise ValueError(f"unknown codec(s) {bad or spec!r}; choose from {', '.join((*ALL_CODECS, ABR))} or 'all'")
     return names
+
+
+def abr_targets(clip: Clip, quick: bool) -> list[int]:
+    """Target bitrates (bits/s) of the rate-controlled points of a clip."""
+    t, h, w = clip.shape
+    return [int(round(bpp * w * h * float(clip.fps))) for bpp in (ABR_BPP_QUICK if quick else ABR_BPP)]
 
 
 def default_gop(ncodec=None) -> tuple[int | None, str]:
@@ -65,6 +77,16 @@ def describe_codecs(cfg: RunConfig, ncodec, qualities: list[int], gop_note: str)
     """JSON description of every codec in the run: encoder, exact fixed options, sweep, GOP, versions."""
     info: dict[str, dict] = {}
     for name in cfg.codecs:
+        if name == ABR:
+            bpp = list(ABR_BPP_QUICK if cfg.quick else ABR_BPP)
+            info[ABR] = {"kind": "ncodec", **ncodec_runner.describe(ncodec), "sweep": {"target_bpp": bpp},
+                         "rate_control": "codec.encode(bitrate=...) (ncodec encode --bitrate), the frame count known",
+                         "size_definition": ncodec_runner.SIZE_DEFINITION, "gop": gop_note}
+            info[ABR_REFERENCE] = {"kind": "anchor", "encoder": "libx264", "decoder": "h264",
+                                   "fixed_options": anchors.abr_options(1000, 0), "sweep": {"target_bpp": bpp},
+                                   "gop": f"{anchors.ABR_SPEC.gop_note}; GOP {gop_note}",
+                                   "size_definition": anchors.SIZE_DEFINITION, **anchors.library_versions()}
+            continue
         if name == NCODEC:
             info[name] = {"kind": "ncodec", **ncodec_runner.describe(ncodec), "sweep": {"quality": qualities},
                           "size_definition": ncodec_runner.SIZE_DEFINITION, "gop": gop_note,
@@ -82,8 +104,24 @@ def describe_codecs(cfg: RunConfig, ncodec, qualities: list[int], gop_note: str)
     return info
 
 
+def _rate_error(p: dict, target: int) -> dict:
+    p["target_kbps"] = target / 1000
+    p["rate_error"] = p["kbps"] * 1000 / target - 1
+    return p
+
+
 def _measure(clip: Clip, codec: str, value: int, gop: int, cfg: RunConfig, ncodec, info: dict) -> dict:
-    """Encode + decode + measure one RD point."""
+    """Encode + decode + measure one RD point (value: a quality, a CRF, or for ABR codecs a bitrate in bits/s)."""
+    if codec == ABR:
+        r = ncodec_runner.encode_decode(ncodec, clip.frames, None, clip.fps, gop, bitrate=value)
+        p = _point(clip, codec, "bitrate", value, r.nbytes, r.encode_s, r.decode_s, r.decoded, cfg)
+        p["stream_header"] = r.header
+        return _rate_error(p, value)
+    if codec == ABR_REFERENCE:
+        r = anchors.encode_decode(clip.frames, anchors.ABR_SPEC, 0, clip.fps, gop, bitrate=value)
+        p = _point(clip, codec, "bitrate", value, r.nbytes, r.encode_s, r.decode_s, r.decoded, cfg)
+        p["options"] = r.options
+        return _rate_error(p, value)
     if codec == NCODEC:
         r = ncodec_runner.encode_decode(ncodec, clip.frames, value, clip.fps, gop)
         p = _point(clip, codec, "quality", value, r.nbytes, r.encode_s, r.decode_s, r.decoded, cfg)
@@ -103,16 +141,18 @@ def run(clips: list[Clip], cfg: RunConfig, progress: bool = True,
     """Measure all points; returns the results dict (codecs, clips, points, failures, bd_rates)."""
     from tqdm import tqdm
 
-    ncodec = ncodec_runner.load(cfg.model) if NCODEC in cfg.codecs else None
+    ncodec = ncodec_runner.load(cfg.model) if NCODEC in cfg.codecs or ABR in cfg.codecs else None
     qualities = ncodec_runner.pick_qualities(ncodec, cfg.quick) if ncodec is not None else []
     gop, gop_source = (cfg.gop, "--gop") if cfg.gop else default_gop(ncodec)
     gop_note = f"{gop or 'clip length'} ({gop_source}); the same GOP is used for ncodec and x264-lowdelay"
     codec_info = describe_codecs(cfg, ncodec, qualities, gop_note)
-    sweeps = {c: qualities if c == NCODEC else codec_info[c]["sweep"]["crf"] for c in cfg.codecs}
+    sweeps = {c: qualities if c == NCODEC else codec_info[c]["sweep"]["crf"] for c in cfg.codecs if c != ABR}
+    run_codecs = [c for c in cfg.codecs if c != ABR] + ([ABR, ABR_REFERENCE] if ABR in cfg.codecs else [])
+    n_abr = 2 * len(ABR_BPP_QUICK if cfg.quick else ABR_BPP) if ABR in cfg.codecs else 0
     points: list[dict] = []
     failures: list[dict] = []
     clip_desc: list[dict] = []
-    bar = tqdm(total=sum(map(len, sweeps.values())) * len(clips), disable=not progress, unit="pt",
+    bar = tqdm(total=(sum(map(len, sweeps.values())) + n_abr) * len(clips), disable=not progress, unit="pt",
                dynamic_ncols=True)
     try:
         for clip in clips:
@@ -126,7 +166,10 @@ def run(clips: list[Clip], cfg: RunConfig, progress: bool = True,
                     ncodec_runner.warm_up(ncodec, clip.frames, clip.fps)
                 except Exception as e:  # the timed points will fail the same way and be reported there
                     log(f"warning: ncodec warm-up on {clip.name} failed: {type(e).__name__}: {e}".splitlines()[0])
-            for codec, sweep in sweeps.items():
+            clip_sweeps = dict(sweeps)
+            if ABR in cfg.codecs:
+                clip_sweeps[ABR] = clip_sweeps[ABR_REFERENCE] = abr_targets(clip, cfg.quick)
+            for codec, sweep in clip_sweeps.items():
                 for value in sweep:
                     bar.set_description(f"{clip.name} {codec} {value}")
                     try:
@@ -139,7 +182,7 @@ def run(clips: list[Clip], cfg: RunConfig, progress: bool = True,
     finally:
         bar.close()
     return {"codecs": codec_info, "clips": clip_desc, "points": points, "failures": failures,
-            "bd_rates": compute_bd_rates(points, [c.name for c in clips], list(cfg.codecs))}
+            "bd_rates": compute_bd_rates(points, [c.name for c in clips], run_codecs)}
 
 
 def rd_keys(points: list[dict]) -> list[str]:

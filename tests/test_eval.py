@@ -217,6 +217,25 @@ def test_quick_mode_writes_json_plots_and_table(png_clip, tmp_path):
     assert "BD-rate vs x264-lowdelay" in md and "| ncodec |" in md and "| svtav1 |" in md
 
 
+def test_rate_controlled_points_for_ncodec_and_x264(png_clip, tmp_path):
+    out = tmp_path / "abr"
+    rc = main(["--clips", str(png_clip), "--out", str(out), "--quick", "--codecs", "ncodec-abr,x264-lowdelay",
+               "--metrics", "psnr", "--no-progress"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["failures"] == []
+    targets = {}
+    for codec in ("ncodec-abr", "x264-lowdelay-abr"):
+        pts = [p for p in res["points"] if p["codec"] == codec]
+        targets[codec] = [p["value"] for p in pts]
+        assert len(pts) == 2 and all(p["param"] == "bitrate" for p in pts)
+        for p in pts:
+            assert p["rate_error"] == pytest.approx(p["kbps"] * 1000 / p["value"] - 1)
+    assert targets["ncodec-abr"] == targets["x264-lowdelay-abr"]   # the same targets for both
+    assert "x264-lowdelay-abr" in res["bd_rates"]["metrics"]["psnr_rgb"]
+    assert "## Rate control" in (out / "results.md").read_text()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--clips", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
