@@ -25,6 +25,7 @@ examples:
   ncodec encode frames/ -o clip.ncv                  a folder of PNG frames (30 fps)
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate
+  ncodec models                                      the shipped models, their size, speed and training
   ncodec demo -o ncodec-demo                         compare with x264 on the built-in sample clip
   ffmpeg -i x.mp4 -f yuv4mpegpipe - | ncodec encode - -o x.ncv      '-' is standard input or output
   ncodec decode x.ncv -o - | ffplay -                                y4m on standard output (--format mkv)
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("input", metavar="INPUT.ncv")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info, parser=info)
+
+    models = sub.add_parser("models", help="list the shipped models",
+                            description="List the shipped models: name, version, parameters, decoder MAC per pixel, "
+                                        "quality levels, training steps and hours.")
+    models.add_argument("--json", action="store_true", help="print one JSON object (the cards: load_codec().card)")
+    models.set_defaults(func=_cmd_models, parser=models)
 
     demo = sub.add_parser("demo", help="encode the built-in sample clip and compare with x264",
                           description="Encode the built-in sample clip at the default quality, compare with x264 "
@@ -530,6 +537,29 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("bitrate", f"{info['kbit_per_s']:.2f} kbit/s, {info['bits_per_pixel']:.4f} bits/pixel"),
     ]:
         print(f"{name:<11} {value}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import neuralcodec
+    from neuralcodec.registry import DEFAULT_MODEL, REGISTRY
+
+    cards = [{**neuralcodec.load_codec(name).card, "default": name == DEFAULT_MODEL} for name in REGISTRY]
+    if args.json:
+        print(json.dumps({"models": cards}))
+        return 0
+    for c in cards:
+        t = c["training"]
+        kmac = c["decoder_kmac_per_pixel"]
+        hours = (f"{t['cpu_hours']:.2f} CPU hours" if t["cpu_hours"] is not None else "CPU hours not recorded") + \
+            (f", {t['gpu_hours']:.2f} GPU hours" if t["gpu_hours"] else "")
+        for line in (f"{c['name']}{' (default)' if c['default'] else ''}  version {c['version'] or 'unknown'}  "
+                     f"sha256 {c['sha256'][:16]}...",
+                     f"  {c['parameters'] / 1e6:.2f} M parameters, decoder {kmac['I']:.1f} / {kmac['P']:.1f} kMAC "
+                     f"per pixel (I / P), qualities {c['qualities'][0]}..{c['qualities'][-1]} (default "
+                     f"{c['default_quality']})",
+                     f"  training: {t['steps'] if t['steps'] is not None else 'unknown'} steps, {hours}"):
+            print(printable(line))
     return 0
 
 

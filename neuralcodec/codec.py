@@ -347,8 +347,11 @@ class StreamDecoder:
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None):
+    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None,
+                 training: dict | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self.training = dict(training or {})   # the model file's training record (registry.CARD_FIELDS)
+        self._card: dict | None = None
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
@@ -358,6 +361,23 @@ class Codec:
         self.qualities = tuple(self.levels)
         self.default_quality = self.qualities[len(self.qualities) // 2]
         self.default_gop = DEFAULT_GOP
+
+    @property
+    def card(self) -> dict:
+        """What `ncodec models --json` lists: name, version, sha256, parameters, decoder kMAC per pixel (I and P
+        frames, counted on a decode), quality levels and the training record (steps, CPU and GPU hours, commands)."""
+        if self._card is None:
+            from .model.macs import decoder_macs_per_pixel
+            macs = decoder_macs_per_pixel(self.model)
+            t = self.training
+            self._card = {
+                "name": self.name, "version": t.get("version"), "sha256": self.sha256,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "decoder_kmac_per_pixel": {k: round(v / 1000, 2) for k, v in macs.items()},
+                "qualities": list(self.qualities), "default_quality": self.default_quality,
+                "training": {"steps": t.get("steps"), "cpu_hours": t.get("cpu_hours"),
+                             "gpu_hours": t.get("gpu_hours"), "commands": list(t.get("commands") or [])}}
+        return self._card
 
     def __repr__(self) -> str:
         return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"

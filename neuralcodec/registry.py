@@ -35,9 +35,35 @@ REGISTRY: dict[str, ModelEntry] = {
 DEFAULT_MODEL = "ncodec-base"
 
 
+CARD_FIELDS = {"version": str, "steps": int, "cpu_hours": float, "gpu_hours": float, "commands": list}
+MAX_CARD_BYTES = 1 << 16
+
+
+def check_card(card: object, where: str = "model card") -> dict:
+    """A model card's training record, validated: only CARD_FIELDS, each of its type, commands a list of strings
+    (a model file is untrusted input; ModelError otherwise)."""
+    if not isinstance(card, dict) or set(card) - set(CARD_FIELDS):
+        raise ModelError(f"{where}: expected an object with fields among {sorted(CARD_FIELDS)}")
+    out = {}
+    for key, kind in CARD_FIELDS.items():
+        v = card.get(key)
+        if v is None:
+            out[key] = None
+            continue
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or isinstance(v, bool) or (kind in (int, float) and not 0 <= v < 1e12):
+            raise ModelError(f"{where}: field {key!r} must be a {kind.__name__}")
+        if kind is list and not all(isinstance(c, str) for c in v):
+            raise ModelError(f"{where}: field {key!r} must be a list of strings")
+        out[key] = v
+    return out
+
+
 def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True,
-               levels: dict[int, Level] | None = None) -> str:
-    """Write weights (fp16 floats), buffers, config and quality table to a safetensors file; returns its sha256."""
+               levels: dict[int, Level] | None = None, card: dict | None = None) -> str:
+    """Write weights (fp16 floats), buffers, config, quality table and the training record (card: CARD_FIELDS)
+    to a safetensors file; returns its sha256."""
     if not model.entropy.exported:
         raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
     tensors = {}
@@ -49,14 +75,17 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
     levels = levels or default_levels(model.cfg.num_stages)
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
             "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
+    if card is not None:
+        meta["card"] = json.dumps(check_card(card))
     from .io import atomic_output
     with atomic_output(path, force=True) as tmp:  # replaces an older model file, never a folder or device
         save_file(tensors, str(tmp), metadata=meta)
     return file_sha256(path)
 
 
-def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None]:
-    """Build the model a safetensors file describes; returns (model, name, quality table). ModelError on any defect.
+def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None, dict]:
+    """Build the model a safetensors file describes; returns (model, name, quality table, training record).
+    ModelError on any defect.
 
     The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor is
     built, and every tensor's shape is checked against the built model before it is read.
@@ -76,6 +105,10 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
                 raise ModelError(f"{path}: bad model config: {e}") from None
             levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
                        for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
+            raw_card = meta.get("card", "{}")
+            if len(raw_card) > MAX_CARD_BYTES:
+                raise ModelError(f"{path}: model card over {MAX_CARD_BYTES} bytes")
+            card = check_card(json.loads(raw_card), f"{path}: model card")
             model = VideoCodecModel(cfg)
             ref = model.state_dict()
             if set(f.keys()) != set(ref):
@@ -104,7 +137,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
             model.entropy.tables()
         except ValueError as e:
             raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
-    return model.eval(), meta["name"], levels
+    return model.eval(), meta["name"], levels, card
 
 
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
@@ -124,8 +157,8 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
     torch.set_flush_denormal(True)
-    model, name, levels = read_model(path)
-    return Codec(model, name, digest, levels)
+    model, name, levels, card = read_model(path)
+    return Codec(model, name, digest, levels, card)
 
 
 def load_codec_for_stream(src) -> Codec:

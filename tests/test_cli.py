@@ -433,6 +433,19 @@ def test_bitrate_lands_on_target_and_info_shows_the_qualities(tmp_path):
     assert frames.returncode == 0 and len(list(open_video(tmp_path / "abr.y4m")[1])) == 60
 
 
+def test_models_lists_the_shipped_models():
+    from neuralcodec.registry import DEFAULT_MODEL, REGISTRY
+    data = json.loads(ok("models", "--json").stdout)
+    assert [m["name"] for m in data["models"]] == list(REGISTRY)
+    card = data["models"][0]
+    assert card == {**neuralcodec.load_codec(card["name"]).card, "default": card["name"] == DEFAULT_MODEL}
+    for key in ("version", "parameters", "decoder_kmac_per_pixel", "training"):
+        assert key in card
+    assert set(card["training"]) == {"steps", "cpu_hours", "gpu_hours", "commands"}
+    text = ok("models").stdout
+    assert card["name"] in text and "kMAC per pixel" in text and "steps" in text
+
+
 def test_demo_x264_match_is_closest_not_above():
     from neuralcodec.demo import match_x264, psnr, sample_frames, x264_roundtrip
 

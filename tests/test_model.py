@@ -184,6 +184,26 @@ def test_model_file_missing_fields_shapes_and_garbage(tiny_model, tmp_path):
         read_model(path)
 
 
+def test_model_card_round_trip_and_hostile_cards(tiny_model, tmp_path):
+    import json
+    from safetensors.torch import save_file
+    from neuralcodec.registry import FORMAT, load_codec, read_model, save_model
+    record = {"version": "0.1", "steps": 120, "cpu_hours": 0.5, "gpu_hours": 0.0, "commands": ["train --steps 120"]}
+    path = tmp_path / "c.safetensors"
+    save_model(tiny_model, "tiny-test", path, half=False, card=record)
+    card = load_codec(path).card
+    assert card["version"] == "0.1" and card["training"] == {k: record[k] for k in card["training"]}
+    assert card["parameters"] == sum(p.numel() for p in tiny_model.parameters())
+    kmac = card["decoder_kmac_per_pixel"]
+    assert 0 < kmac["I"] < kmac["P"] < 26   # the context network makes P-frames dearer; both in the budget
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    for bad in ('{"version": 3}', '{"steps": "many"}', '{"commands": [1]}', '{"owner": "x"}', '[1]', "{",
+                json.dumps({"commands": ["x" * 70000]})):
+        save_file(state, str(path), metadata={"format": FORMAT, "name": "m", "config": TINY.to_json(), "card": bad})
+        with pytest.raises(ModelError, match="c.safetensors"):
+            read_model(path)
+
+
 def test_scene_cut_rule(tiny_codec):
     coder = FrameCoder(tiny_codec, 48, 32, tiny_codec.levels[1], gop=8, scenecut=6.0)
     assert not coder.scene_cut(0.5)                          # no P-frame yet: nothing to compare with

@@ -174,3 +174,21 @@ def test_speed_benchmark_prints_both_precisions(data_root, tiny_model, tmp_path,
                        "--batch-size", "1", "--crop", "32"]) == 0
     text = capsys.readouterr().out
     assert "float32" in text and "bf16 autocast" in text and "speed-up" in text
+
+
+def test_export_carries_the_training_record_on(data_root, tiny_model, tmp_path):
+    from neuralcodec.registry import load_codec, save_model
+    from neuralcodec.training import export
+    start = tmp_path / "start.safetensors"
+    save_model(tiny_model, "tiny-test", start, half=False,
+               card={"version": "0.1", "steps": 120, "cpu_hours": 0.5, "gpu_hours": 0.25, "commands": ["first run"]})
+    out = tmp_path / "run"
+    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "3", "--init-from", str(start)])
+    shipped = tmp_path / "next.safetensors"
+    assert export.main([str(out / "latest.pt"), "-o", str(shipped), "--name", "tiny-test", "--data-root",
+                        str(data_root), "--clips", "1", "--clip-len", "2", "--crop", "32", "--version", "0.2",
+                        "--history-from", str(start), "--command", "second run"]) == 0
+    t = load_codec(shipped).card["training"]
+    assert t["steps"] == 123 and t["commands"] == ["first run", "second run"] and t["gpu_hours"] == 0.25
+    assert 0.5 < t["cpu_hours"] < 0.5 + 1 / 60   # this run's few seconds, from its log.csv
+    assert load_codec(shipped).card["version"] == "0.2"

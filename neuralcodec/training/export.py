@@ -55,6 +55,37 @@ def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -
     return [(ds[i] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy() for i in range(n)]
 
 
+def run_hours(checkpoint: str | Path) -> float | None:
+    """Wall-clock hours of the run that wrote a checkpoint: the last elapsed_s in the log.csv beside it."""
+    import csv
+    log = Path(checkpoint).parent / "log.csv"
+    if not log.is_file():
+        return None
+    with log.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("elapsed_s")]
+    return float(rows[-1]["elapsed_s"]) / 3600 if rows else None
+
+
+def training_record(checkpoint: str | Path, version: str | None, history: str | None, command: str | None,
+                    base_steps: int = 0, base_hours: float = 0.0, hours: float | None = None,
+                    gpu: bool = False) -> dict:
+    """The model card's training record (registry.CARD_FIELDS): this run's steps and hours added to those of the
+    model it continued from (history: a model name or file; base_* where that file has no record)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    steps = int(state["step"])
+    hours = run_hours(checkpoint) if hours is None else hours
+    prev = {"steps": base_steps, "cpu_hours": base_hours, "gpu_hours": 0.0, "commands": []}
+    if history:
+        from ..registry import load_codec
+        t = load_codec(history).training
+        prev = {k: (t.get(k) if t.get(k) is not None else prev[k]) for k in prev}
+    run = hours or 0.0
+    return {"version": version, "steps": prev["steps"] + steps,
+            "cpu_hours": prev["cpu_hours"] + (0.0 if gpu else run),
+            "gpu_hours": prev["gpu_hours"] + (run if gpu else 0.0),
+            "commands": list(prev["commands"]) + ([command] if command else [])}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.training.export", description=__doc__)
     p.add_argument("checkpoint")
@@ -65,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--levels", help='quality table as JSON: {"1": [stages, lam_i, lam_p], ...}')
+    p.add_argument("--version", help="the model's version, for its card (e.g. 1.9)")
+    p.add_argument("--history-from", metavar="MODEL",
+                   help="the model this run continued from (name or file): its training record is carried on")
+    p.add_argument("--base-steps", type=int, default=0, help="steps before this run, if MODEL has no record")
+    p.add_argument("--base-cpu-hours", type=float, default=0.0, help="CPU hours before this run, likewise")
+    p.add_argument("--run-hours", type=float, help="this run's hours (default: the log.csv beside the checkpoint)")
+    p.add_argument("--gpu", action="store_true", help="this run's hours were on a GPU")
+    p.add_argument("--command", help="the training command of this run, recorded in the card")
     a = p.parse_args(argv)
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
@@ -73,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
     counts = gather_statistics(model, clips, levels)
     model.entropy.update(counts)
-    digest = save_model(model, a.name, a.out, levels=levels)
+    card = training_record(a.checkpoint, a.version, a.history_from, a.command, a.base_steps, a.base_cpu_hours,
+                           a.run_hours, a.gpu)
+    digest = save_model(model, a.name, a.out, levels=levels, card=card)
     size = Path(a.out).stat().st_size
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {a.out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters")
+    print(f"wrote {a.out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters; {card['steps']} steps, "
+          f"{card['cpu_hours']:.2f} CPU hours, {card['gpu_hours']:.2f} GPU hours of training")
     print(f"sha256 {digest}")
     print(f'pin it in neuralcodec/registry.py: ModelEntry("{a.name}", "{Path(a.out).name}", "{digest}")')
     return 0
