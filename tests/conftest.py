@@ -40,6 +40,16 @@ def write_data_root(root, video_size: tuple[int, int], proc_size: tuple[int, int
     return entries
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests: on a busy 2-core machine (tests beside a training run) OpenMP's
+    spin-waiting threads make the small per-frame work of tiny clips 10x+ slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_tiny_model(seed: int = 0) -> VideoCodecModel:
     torch.manual_seed(seed)
     model = VideoCodecModel(TINY).eval()

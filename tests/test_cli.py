@@ -40,12 +40,7 @@ FPS = Fraction(30000, 1001)
 W, H = 40, 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(*args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:

@@ -13,12 +13,7 @@ from neuralcodec.ratecontrol import RateControl, parse_bitrate
 from conftest import textured_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def encode_and_track(codec, clip, **kw):
