@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from test_io import pattern, write_clip, write_png_dir
 
 import bitstream
