@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "e0db67c5a932961be489f0abafac2fd8b7c69927affc828d4fd358ecbf007527"),
+                   "9e621ff9b1d4a507af0830f58c31f0b0660cdb303c8ab691dee3022dc9be5aab"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
