@@ -13,11 +13,14 @@ class RateControl:
 
     The encoder knows each frame's exact size at every level before it picks one (the levels share the motion
     search and the latent; only the quantization and the rANS coding differ), so the controller chooses from
-    real sizes, not predictions. P-frames take the level whose size is nearest to the frame's budget: the target per frame minus the overspend so far, spread over the next second, or the frames left
-    when the count is known (so the whole stream ends on target), or half a second when it is not (so that
-    wherever it ends, little of an I-frame's excess is left unpaid). I-frames keep the quality of the recent
-    P-frames, as far as the frames left can pay for it. No frame takes a level that would fill a leaky bucket of
-    one second of the target rate beyond it while a lower level would not."""
+    real sizes, not predictions. P-frames take the level whose size is nearest to the frame's budget: the target
+    per frame minus the overspend so far, spread over the next second, or over the frames left when the count is
+    known (so the whole stream ends on target), or over half a second when it is not (so that wherever it ends,
+    little of an I-frame's excess is left unpaid). I-frames keep the quality of the recent P-frames, as far as
+    the frames left (when the count is known) could pay for it at the lowest P-frame size seen; the first frame
+    takes the best level within an eighth of the buffer. No frame takes a level that would fill a leaky bucket of
+    one second of the target rate beyond it while a lower level would not. A target below the lowest level's
+    rate cannot be met: the stream then lands near the lowest level's rate."""
 
     def __init__(self, bitrate: float, fps: Fraction, qualities: Sequence[int], frame_count: int = 0):
         self.fps = float(fps)
@@ -44,8 +47,8 @@ class RateControl:
         if ftype == FrameType.I:
             if self.recent_p:
                 want = sorted(self.recent_p)[len(self.recent_p) // 2]
-            else:   # the first frame: the best level that leaves three quarters of the buffer
-                want = max([q for q in qs if sizes[q] <= self.buffer / 4] or qs[:1])
+            else:   # the first frame: the best level within an eighth of the buffer, which later frames repay
+                want = max([q for q in qs if sizes[q] <= self.buffer / 8] or qs[:1])
             if left:   # near the end, no more than the frames left can pay back at the lowest P sizes seen
                 room = self.frame_bits * left - over - (left - 1) * (self.lowest_p or 0)
                 while want != qs[0] and sizes[want] > room:
