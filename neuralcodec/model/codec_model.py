@@ -1,7 +1,7 @@
 """The video codec network: intra (I) and motion-compensated conditional inter (P) coding with residual VQ."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -82,12 +82,16 @@ class VideoCodecModel(nn.Module):
 
     # encoder-side refinement (slow presets) ---------------------------------------
     def refine(self, x: torch.Tensor, z: torch.Tensor, vq: ResidualVQ, n_stages: int, lam: float, steps: int,
-               warped: torch.Tensor | None = None, lr: float = 0.02) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+               warped: torch.Tensor | None = None, lr: float = 0.02,
+               distortion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Candidates (codes, reconstruction) for frame x: those of the encoder's latent z, then after each of
         `steps` Adam steps that move z to lower the decoder's squared error through a straight-through quantizer
         (the decoder sees the codes of vq.encode(z, n_stages, lam)): the amortized encoder's z is a guess, and the
-        decoder is the judge. I-frames with warped None, else P-frames decoded on the prediction warped. The
-        caller picks among the steps + 1 candidates (see codec.FrameCoder)."""
+        decoder is the judge (distortion(recon, x), default the squared error). I-frames with warped None, else
+        P-frames decoded on the prediction warped. The caller picks among the steps + 1 candidates (see
+        codec.FrameCoder)."""
+        distortion = distortion or (lambda r, t: (r - t).pow(2).mean())
         with torch.no_grad():
             ctx = None if warped is None else self.p_ctx(warped)
         dec = self.i_dec if warped is None else self.p_dec
@@ -101,7 +105,7 @@ class VideoCodecModel(nn.Module):
             with torch.enable_grad():
                 recon = base + dec(z + (q - z).detach(), ctx).float()
                 if k < steps:
-                    (z.grad,) = torch.autograd.grad((recon - x).pow(2).mean(), [z])
+                    (z.grad,) = torch.autograd.grad(distortion(recon, x), [z])
             yield codes, recon.detach()
             if k < steps:
                 opt.step()
