@@ -13,10 +13,11 @@ class RateControl:
 
     The encoder knows each frame's exact size at every level before it picks one (the levels share the motion
     search and the latent; only the quantization and the rANS coding differ), so the controller chooses from
-    real sizes, not predictions. P-frames take the level whose size is nearest to the frame's budget: the target
-    per frame minus the overspend so far, spread over the next second, or over the frames left when the count is
-    known (so the whole stream ends on target), or over half a second when it is not (so that wherever it ends,
-    little of an I-frame's excess is left unpaid). I-frames keep the quality of the recent P-frames, as far as
+    real sizes, not predictions. A P-frame's budget is the target per frame minus the overspend so far, spread
+    over the next second, or over the frames left when the count is known (so the whole stream ends on target),
+    or over half a second when it is not (so that wherever it ends, little of an I-frame's excess is left
+    unpaid); it takes the level nearest that budget, or, while the stream is over its target and the lowest
+    level's size is near the budget, the best level within it (an overspend there could not be repaid). I-frames keep the quality of the recent P-frames, as far as
     the frames left (when the count is known) could pay for it at the lowest P-frame size seen; the first frame
     takes the best level within an eighth of the buffer. No frame takes a level that would fill a leaky bucket of
     one second of the target rate beyond it while a lower level would not. A target below the lowest level's
@@ -56,7 +57,10 @@ class RateControl:
         else:
             horizon = min(self.fps, left) if left else self.fps / 2
             budget = self.frame_bits - over / max(horizon, 1.0)
-            want = min(qs, key=lambda q: (abs(sizes[q] - budget), q))   # nearest: what keeps the total on track
+            if over > 0 and sizes[qs[0]] > 0.75 * budget:   # behind, near the floor: the best level within budget
+                want = max([q for q in qs if sizes[q] <= budget] or qs[:1])
+            else:   # the nearest, which keeps the total on track
+                want = min(qs, key=lambda q: (abs(sizes[q] - budget), q))
         while want != qs[0] and not self._fits(sizes[want]):
             want = qs[qs.index(want) - 1]
         return want
