@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "9e621ff9b1d4a507af0830f58c31f0b0660cdb303c8ab691dee3022dc9be5aab"),
+                   "6064fd95c2d9361d3547726c2bf498ea0ffe62e1e69a660694b7140c676581d9"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
