@@ -45,7 +45,7 @@ class RateControl:
             self.lowest_p = min(sizes.values())
         left = self.frame_count - self.frames if self.frame_count > self.frames else 0
         over = self.spent - self.frame_bits * self.frames          # bits spent beyond the target so far
-        if ftype == FrameType.I:
+        if ftype == FrameType.I and (self.recent_p or not self.frames):   # (all-intra streams: as P-frames)
             if self.recent_p:
                 want = sorted(self.recent_p)[len(self.recent_p) // 2]
             else:   # the first frame: the best level within an eighth of the buffer, which later frames repay

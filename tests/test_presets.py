@@ -141,6 +141,12 @@ def test_rate_control_lands_on_target_within_its_buffer(target, known):
     assert len(set(qualities)) > 1
 
 
+def test_rate_control_of_an_all_intra_stream():
+    rc = RateControl(200_000, 25, range(1, 9), frame_count=60)
+    qualities, sizes = simulate(rc, 60, gop=1)
+    assert abs(sum(sizes) * 25 / 60 / 200_000 - 1) < 0.05, qualities
+
+
 def test_rate_control_api_and_info(tiny_codec):
     clip = textured_clip(60, 32, 48, pan=1, seed=2)
     rates = [len(tiny_codec.encode(clip, quality=q, fps=25)) * 8 * 25 / 60 for q in (1, 3)]
