@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
 
 from .model import VideoCodecModel, to_levels
+from .model.motion import MOTION_MERGE
 from .ratecontrol import RateControl, parse_bitrate
 
 
@@ -67,6 +68,7 @@ class Preset:
     finest_step: int = 1              # finest motion refinement in quarter pels (1: quarter-pel, 2: half-pel)
     refine_steps: int = 0             # gradient steps on each frame's latent through the decoder (Model.refine)
     skip_choice: bool = False         # P-frames: also try sending no residual at all (all-zero codes)
+    motion_merge: float = MOTION_MERGE  # a block takes its motion predictor's vector within this mean abs luma
 
     @property
     def rd_search(self) -> bool:
@@ -146,7 +148,8 @@ class FrameCoder:
         x = _to_tensor(frame, self.align)
         ftype, warped, mv = self.frame_type(), None, None
         if ftype == FrameType.P:
-            mv = self.model.motion(x, self.ref, self.preset.search_range, self.preset.finest_step)
+            mv = self.model.motion(x, self.ref, self.preset.search_range, self.preset.finest_step,
+                                   self.preset.motion_merge)
             warped = self.model.warp(self.ref, mv)
             pred_mse = float((warped - x)[..., :self.height, :self.width].pow(2).mean())
             if self.scene_cut(pred_mse):

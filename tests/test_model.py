@@ -135,6 +135,26 @@ def test_motion_search_recovers_global_shift(shift):
     assert (inner == true[:, :, 1:-1, 1:-1]).all(dim=1).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("tol", [0.005, 0.02])
+def test_motion_merge_trades_bounded_prediction_error_for_zero_residuals(tol):
+    """Blocks take the vector they are coded against only within tol of their own prediction error, and the
+    merged field has fewer non-zero residual symbols (a field whose vectors jitter by a quarter pel around a
+    few true motions)."""
+    from neuralcodec.model.motion import _column_sad, _prefer_neighbours, block_warp, luma, mv_to_residual
+    torch.manual_seed(1)
+    ref = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 16), scale_factor=8, mode="bicubic").clamp(0, 1)
+    true = torch.randint(-12, 12, (1, 2, 3, 4)).repeat_interleave(2, 2).repeat_interleave(2, 3)   # 2x2 groups
+    cur = (block_warp(ref, true, 16) + 0.02 * torch.randn_like(ref)).clamp(0, 1)
+    field = true + torch.randint(-1, 2, true.shape)
+    cy, ry = luma(cur), luma(ref)
+    merged = _prefer_neighbours(cy, ry, 16, field, tol)
+    for j in range(field.shape[3]):
+        assert (_column_sad(cy, ry, 16, merged[..., j], j) <= _column_sad(cy, ry, 16, field[..., j], j) + tol
+                + 1e-6).all()
+    nz = [np.count_nonzero(mv_to_residual(m[0].numpy())) for m in (field, merged)]
+    assert nz[1] < nz[0], nz
+
+
 def test_motion_residual_round_trip():
     from neuralcodec.model.motion import mv_to_residual, residual_to_mv
     mv = np.random.default_rng(0).integers(-64, 64, (2, 5, 7))

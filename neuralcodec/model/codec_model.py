@@ -10,7 +10,7 @@ from torch import nn
 from .autoencoder import ContextNet, Decoder, Encoder
 from .config import ModelConfig
 from .entropy import IndexEntropyModel
-from .motion import block_warp, estimate_motion
+from .motion import MOTION_MERGE, block_warp, estimate_motion
 from .quantizer import QuantizerOutput, ResidualVQ
 
 
@@ -55,12 +55,14 @@ class VideoCodecModel(nn.Module):
         """Largest motion component in quarter pels; decoded vectors are clamped to it too."""
         return 4 * (self.cfg.search_range + self.cfg.block_size)
 
-    def motion(self, x: torch.Tensor, ref: torch.Tensor, search: int | None = None, finest: int = 1) -> torch.Tensor:
+    def motion(self, x: torch.Tensor, ref: torch.Tensor, search: int | None = None, finest: int = 1,
+               merge: float = MOTION_MERGE) -> torch.Tensor:
         """Block motion of x from ref in quarter pels; `search` (pixels, at most the model's search_range) and
-        `finest` (the finest refinement step in quarter pels) trade encode time for prediction quality."""
+        `finest` (the finest refinement step in quarter pels) trade encode time for prediction quality, `merge`
+        (mean absolute luma) prediction quality for motion bits (estimate_motion)."""
         search = self.cfg.search_range if search is None else min(search, self.cfg.search_range)
         with _fp32(x):
-            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, search, finest=finest)
+            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, search, finest=finest, merge=merge)
         return mv.clamp(-self.mv_limit, self.mv_limit)
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 QPEL = 4  # motion vectors are stored in quarter pixels
+MOTION_MERGE = 0.001  # default tolerance of _prefer_neighbours (mean absolute luma), chosen on the validation clips
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +134,14 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
 
 @torch.no_grad()
 def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, search: int = 16,
-                    lam: float = 0.002, tol: float = 0.003, finest: int = 1) -> torch.Tensor:
+                    lam: float = 0.002, tol: float = 0.003, finest: int = 1,
+                    merge: float = MOTION_MERGE) -> torch.Tensor:
     """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB).
 
     Exhaustive search at 1/4 resolution (when the frame allows), then per-block refinement at full
     resolution by 2 and 1 pixels, then half and quarter pixels (down to `finest` quarter pels: 2 stops at half
-    pixels); last, blocks that the frame's median vector (or zero) predicts within `tol` mean absolute luma take it.
+    pixels); then blocks that the frame's median vector (or zero) predicts within `tol` mean absolute luma take
+    it; last, with `merge` > 0, blocks that their predictor (see _prefer_neighbours) predicts within `merge` take it.
     """
     cy, ry = luma(cur.float()), luma(ref.float())
     scale = 4 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 1
@@ -148,7 +151,8 @@ def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, searc
     steps = tuple(st for st in ((2 * QPEL, QPEL, 2, 1) if scale > 1 else (2, 1)) if st >= finest)
     if steps:
         mv = _refine(cy, ry, block, mv, lam, steps)
-    return _prefer_uniform(cy, ry, block, mv, tol)
+    mv = _prefer_uniform(cy, ry, block, mv, tol)
+    return _prefer_neighbours(cy, ry, block, mv, merge) if merge > 0 else mv
 
 
 def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor, tol: float) -> torch.Tensor:
@@ -166,6 +170,43 @@ def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.
         take = c <= best + tol
         mv = torch.where(take[:, None], cand, mv)
         best = torch.where(take, c, best)
+    return mv
+
+
+def _column_sad(cur: torch.Tensor, ref: torch.Tensor, block: int, vec: torch.Tensor, j: int) -> torch.Tensor:
+    """Mean absolute difference (B, bh) of the blocks of column j of cur against ref warped by vec (B, 2, bh),
+    computed as block_warp does it, on that column only."""
+    _, _, h, w = ref.shape
+    rows, x0 = vec.shape[2] * block, j * block
+    flow = (vec.to(ref.dtype) / QPEL).repeat_interleave(block, dim=2)[..., None]      # (B, 2, rows, 1)
+    ys = torch.arange(rows, dtype=ref.dtype, device=ref.device).view(1, rows, 1)
+    xs = torch.arange(x0, x0 + block, dtype=ref.dtype, device=ref.device).view(1, 1, block)
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = ((ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0).expand_as(gx)
+    warped = F.grid_sample(ref, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    return F.avg_pool2d((cur[..., :rows, x0: x0 + block] - warped).abs(), block)[:, 0, :, 0]
+
+
+def _prefer_neighbours(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor,
+                       tol: float) -> torch.Tensor:
+    """Give a block the vector it is coded against (mv_to_residual: the left neighbour's, in the first column
+    the upper one's) where that predicts within `tol` mean absolute luma of its own: a zero residual is the
+    cheapest motion symbol. Column by column (the rows of the first column one by one), since each choice moves
+    the next block's predictor."""
+    mv = mv.clone()
+    own = _column_sad(cur, ref, block, mv[..., 0], 0)
+    for i in range(1, mv.shape[2]):          # first column: against the block above
+        cand = mv[..., 0].clone()
+        cand[:, :, i] = mv[:, :, i - 1, 0]
+        take = _column_sad(cur, ref, block, cand, 0)[:, i] <= own[:, i] + tol
+        mv[:, :, i, 0] = torch.where(take[:, None], cand[:, :, i], mv[:, :, i, 0])
+    for j in range(1, mv.shape[3]):          # the other columns: against the left neighbour
+        cand = mv[..., j - 1]
+        if torch.equal(cand, mv[..., j]):
+            continue
+        take = _column_sad(cur, ref, block, cand, j) <= _column_sad(cur, ref, block, mv[..., j], j) + tol
+        mv[..., j] = torch.where(take[:, None], cand, mv[..., j])
     return mv
 
 
