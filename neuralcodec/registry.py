@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "6064fd95c2d9361d3547726c2bf498ea0ffe62e1e69a660694b7140c676581d9"),
+                   "48e966f55d966fdf1b273adefa576f742b34b2f12e41405a05f546672b152c6e"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
