@@ -18,14 +18,20 @@ def luma(x: torch.Tensor) -> torch.Tensor:
 
 def block_warp(ref: torch.Tensor, mv: torch.Tensor, block: int) -> torch.Tensor:
     """Warp ref (B, C, H, W) by block-constant vectors mv (B, 2, H/block, W/block) in quarter pels (x, y)."""
-    b, _, h, w = ref.shape
+    _, _, h, w = ref.shape
     flow = F.interpolate(mv.to(ref.dtype) / QPEL, scale_factor=block, mode="nearest")
     ys = torch.arange(h, dtype=ref.dtype, device=ref.device).view(1, h, 1)
     xs = torch.arange(w, dtype=ref.dtype, device=ref.device).view(1, 1, w)
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], dim=-1)
-    return F.grid_sample(ref, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return _sample(ref, xs + flow[:, 0], ys + flow[:, 1])
+
+
+def _sample(ref: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ref (B, C, H, W) sampled bilinearly at pixel positions x, y (broadcast to (B, h', w')), the border
+    repeated: the one place that turns pixel positions into grid_sample's coordinates."""
+    _, _, h, w = ref.shape
+    gx, gy = torch.broadcast_tensors(x * (2.0 / max(w - 1, 1)) - 1.0, y * (2.0 / max(h - 1, 1)) - 1.0)
+    return F.grid_sample(ref, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
 
 
 def _full_search(cur: torch.Tensor, ref: torch.Tensor, block: int, radius: int, lam: float) -> torch.Tensor:
@@ -176,15 +182,11 @@ def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.
 def _column_sad(cur: torch.Tensor, ref: torch.Tensor, block: int, vec: torch.Tensor, j: int) -> torch.Tensor:
     """Mean absolute difference (B, bh) of the blocks of column j of cur against ref warped by vec (B, 2, bh),
     computed as block_warp does it, on that column only."""
-    _, _, h, w = ref.shape
     rows, x0 = vec.shape[2] * block, j * block
     flow = (vec.to(ref.dtype) / QPEL).repeat_interleave(block, dim=2)[..., None]      # (B, 2, rows, 1)
     ys = torch.arange(rows, dtype=ref.dtype, device=ref.device).view(1, rows, 1)
     xs = torch.arange(x0, x0 + block, dtype=ref.dtype, device=ref.device).view(1, 1, block)
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = ((ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0).expand_as(gx)
-    warped = F.grid_sample(ref, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border",
-                           align_corners=True)
+    warped = _sample(ref, xs + flow[:, 0], ys + flow[:, 1])
     return F.avg_pool2d((cur[..., :rows, x0: x0 + block] - warped).abs(), block)[:, 0, :, 0]
 
 

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 import neuralcodec
-from eval.bdrate import bd_rate
-from eval.compare import rd_points, validation_clips
+from eval.compare import compare, rd_points, validation_clips
 from neuralcodec.codec import Preset
 
 torch.set_num_threads(1)
@@ -33,11 +32,12 @@ for t in tols:
     print("merge", t, f"{time.time() - t0:.0f} s", flush=True)
 base = res[tols[0]]
 for t in tols[1:]:
+    bd = compare(res[t], base)
     for name in clips:
         a, b = res[t]["clips"][name], base["clips"][name]
         out = []
         for met in ("psnr_rgb", "msssim"):
-            r = bd_rate([x["bpp"] for x in b], [x[met] for x in b], [x["bpp"] for x in a], [x[met] for x in a])
+            r = bd[met]["clips"][name]
             out.append(f"{r['value']:+.2f}%" if r["value"] is not None else str(r["reason"]))
         lo = f"q1 {b[0]['bpp']:.4f}->{a[0]['bpp']:.4f} bpp {b[0]['psnr_rgb']:.2f}->{a[0]['psnr_rgb']:.2f} dB"
         print(t, name, *out, lo, f"{np.mean([x['encode_fps'] for x in a]):.2f} fps", flush=True)
