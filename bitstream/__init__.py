@@ -15,7 +15,7 @@ from .container import (
     pack_stream,
     unpack_stream,
 )
-from .entropy import CdfTables, build_cdf, decode_symbols, encode_symbols
+from .entropy import CdfTables, build_cdf, decode_symbols, decode_varints, encode_symbols, encode_varints
 from .errors import (
     BitstreamError,
     BudgetExceededError,
@@ -44,6 +44,8 @@ __all__ = [
     "CdfTables",
     "encode_symbols",
     "decode_symbols",
+    "encode_varints",
+    "decode_varints",
     "BitstreamError",
     "NotNcvError",
     "UnsupportedVersionError",

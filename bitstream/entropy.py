@@ -15,6 +15,8 @@ __all__ = [
     "CdfTables",
     "encode_symbols",
     "decode_symbols",
+    "encode_varints",
+    "decode_varints",
 ]
 
 PRECISION = 16  # CompressAI's rANS coder is compiled with 16-bit probabilities
@@ -215,17 +217,31 @@ def _varint_decode(buf: np.ndarray, count: int) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int64), 0
     ends = np.flatnonzero(buf[: count * _MAX_VARINT] < 0x80)
     if ends.size < count:
-        raise TruncatedError("entropy payload truncated in escape values")
+        raise TruncatedError("entropy payload truncated in a varint (escape value or length)")
     ends = ends[:count]
     nbytes = np.diff(ends, prepend=-1)
     if nbytes.max() > _MAX_VARINT:
-        raise BitstreamError("entropy payload has an over-long escape value")
+        raise BitstreamError("entropy payload has an over-long varint")
     used = int(ends[-1]) + 1
     starts = ends + 1 - nbytes
     group = np.repeat(np.arange(count), nbytes)
     pos = np.arange(used) - starts[group]
     parts = (buf[:used].astype(np.int64) & 0x7F) << (7 * pos)
     return np.add.reduceat(parts, starts), used
+
+
+def encode_varints(values: Sequence[int]) -> bytes:
+    """Non-negative ints below 2**35 as concatenated LEB128 varints (the format's `varint`)."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size and (v.min() < 0 or v.max() >= 1 << 35):
+        raise ValueError("varint values must be in [0, 2**35)")
+    return _varint_encode(v)
+
+
+def decode_varints(data: bytes, count: int) -> tuple[list[int], int]:
+    """The first count varints of data and the number of bytes they took; BitstreamError if malformed."""
+    values, used = _varint_decode(np.frombuffer(bytes(data), dtype=np.uint8), count)
+    return [int(x) for x in values], used
 
 
 def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> bytes:

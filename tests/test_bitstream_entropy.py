@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitstream import BitstreamError, CdfTables, build_cdf, decode_symbols, encode_symbols
+from bitstream import BitstreamError, CdfTables, build_cdf, decode_symbols, decode_varints, encode_symbols, encode_varints
 
 
 def skewed_pmf(k: int, rng: np.random.Generator) -> np.ndarray:
@@ -223,3 +223,18 @@ def test_malformed_payloads_raise_bitstream_errors():
         decode_symbols(b"\xff\xff\xff\xff\xff\xff", idx, tables)
     with pytest.raises(BitstreamError):
         decode_symbols(b"\x00", np.zeros(0, dtype=np.int64), tables)  # data for zero symbols
+
+
+def test_varints_round_trip_and_refuse_bad_input():
+    values = [0, 1, 127, 128, 300, 2 ** 21, 2 ** 35 - 1]
+    data = encode_varints(values) + b"tail"
+    assert decode_varints(data, len(values)) == (values, len(data) - 4)
+    assert encode_varints([127, 128]) == b"\x7f\x80\x01"
+    with pytest.raises(BitstreamError):
+        decode_varints(b"\x80\x80", 1)                     # truncated
+    with pytest.raises(BitstreamError):
+        decode_varints(b"\xff" * 5 + b"\x01", 1)           # over-long
+    with pytest.raises(ValueError):
+        encode_varints([-1])
+    with pytest.raises(ValueError):
+        encode_varints([2 ** 35])

@@ -135,32 +135,98 @@ def test_motion_search_recovers_global_shift(shift):
     assert (inner == true[:, :, 1:-1, 1:-1]).all(dim=1).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("coding", [0, 1])
 @pytest.mark.parametrize("tol", [0.005, 0.02])
-def test_motion_merge_trades_bounded_prediction_error_for_zero_residuals(tol):
-    """Blocks take the vector they are coded against only within tol of their own prediction error, and the
-    merged field has fewer non-zero residual symbols (a field whose vectors jitter by a quarter pel around a
-    few true motions)."""
-    from neuralcodec.model.motion import _column_sad, _prefer_neighbours, block_warp, luma, mv_to_residual
+def test_motion_merge_trades_bounded_prediction_error_for_zero_residuals(tol, coding):
+    """Blocks take the vector they are coded against (their prediction under the motion coding) only within
+    tol of their own prediction error, and the merged field has fewer non-zero residual symbols (a field whose
+    vectors jitter by a quarter pel around a few true motions)."""
+    from neuralcodec.model.motion import _blocks_sad, _prefer_median, _prefer_neighbours, block_warp, luma, \
+        mv_to_residual
     torch.manual_seed(1)
     ref = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 16), scale_factor=8, mode="bicubic").clamp(0, 1)
     true = torch.randint(-12, 12, (1, 2, 3, 4)).repeat_interleave(2, 2).repeat_interleave(2, 3)   # 2x2 groups
     cur = (block_warp(ref, true, 16) + 0.02 * torch.randn_like(ref)).clamp(0, 1)
     field = true + torch.randint(-1, 2, true.shape)
     cy, ry = luma(cur), luma(ref)
-    merged = _prefer_neighbours(cy, ry, 16, field, tol)
-    for j in range(field.shape[3]):
-        assert (_column_sad(cy, ry, 16, merged[..., j], j) <= _column_sad(cy, ry, 16, field[..., j], j) + tol
-                + 1e-6).all()
-    nz = [np.count_nonzero(mv_to_residual(m[0].numpy())) for m in (field, merged)]
+    merged = (_prefer_median if coding else _prefer_neighbours)(cy, ry, 16, field, tol)
+    ii, jj = (a.ravel() for a in torch.meshgrid(torch.arange(6), torch.arange(8), indexing="ij"))
+    own = torch.nn.functional.avg_pool2d((cy - block_warp(ry, field, 16)).abs(), 16)[0, 0].ravel()
+    assert (_blocks_sad(cy, ry, 16, ii, jj, field.flatten(2))[0] - own).abs().max() < 1e-6
+    assert (_blocks_sad(cy, ry, 16, ii, jj, merged.flatten(2))[0] <= own + tol + 1e-6).all()
+    nz = [np.count_nonzero(mv_to_residual(m[0].numpy(), coding)) for m in (field, merged)]
     assert nz[1] < nz[0], nz
 
 
-def test_motion_residual_round_trip():
+@pytest.mark.parametrize("coding", [0, 1])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (5, 7), (17, 40)])
+def test_motion_residual_round_trip(coding, shape):
     from neuralcodec.model.motion import mv_to_residual, residual_to_mv
-    mv = np.random.default_rng(0).integers(-64, 64, (2, 5, 7))
-    np.testing.assert_array_equal(residual_to_mv(mv_to_residual(mv)), mv)
-    pan = np.full((2, 5, 7), 8)
-    assert np.count_nonzero(mv_to_residual(pan)) == 2      # a uniform pan costs one vector
+    mv = np.random.default_rng(0).integers(-64, 64, (2,) + shape)
+    np.testing.assert_array_equal(residual_to_mv(mv_to_residual(mv, coding), coding), mv)
+    pan = np.full((2,) + shape, 8)
+    assert np.count_nonzero(mv_to_residual(pan, coding)) == 2      # a uniform pan costs one vector
+
+
+def test_median_prediction_of_a_field():
+    """MV_MEDIAN predicts from left, up and up-right (last column: up-left), the first row from the left, the
+    first column from above."""
+    from neuralcodec.model.motion import mv_to_residual
+    mv = np.zeros((2, 3, 3), dtype=np.int64)
+    mv[0] = [[4, 8, 1], [2, 7, 5], [9, 3, 6]]
+    res = mv_to_residual(mv, 1)[0]
+    pred = mv[0] - res
+    assert pred[0].tolist() == [0, 4, 8]                            # first row: the left neighbour
+    assert pred[1:, 0].tolist() == [4, 2]                           # first column: the block above
+    assert pred[1, 1] == sorted([2, 8, 1])[1]             # median(left 2, up 8, up-right 1)
+    assert pred[1, 2] == sorted([7, 1, 8])[1]                       # last column: median(left, up, up-left)
+    assert pred[2, 1] == sorted([9, 7, 5])[1]
+
+
+@pytest.mark.parametrize("coding", [0, 1])
+def test_motion_chunk_round_trip_and_corruption(coding):
+    """Both motion codings code and decode fields exactly (zero, uniform, smooth, noisy, beyond the alphabet),
+    and a corrupt field chunk decodes to clamped vectors or raises BitstreamError, nothing else."""
+    from dataclasses import replace
+    from neuralcodec.model.entropy import IndexEntropyModel
+    ent = IndexEntropyModel(replace(TINY, mv_coding=coding))
+    rng = np.random.default_rng(coding)
+    counts = ent.new_counts()
+    ent.accumulate(counts, 1, np.zeros((3, 2, 2), np.int64), None, rng.integers(-3, 4, (2, 4, 6)))
+    ent.update(counts)
+    smooth = np.cumsum(rng.integers(-1, 2, (2, 4, 6)), axis=2) * 4
+    fields = [np.zeros((2, 4, 6), np.int64), np.full((2, 4, 6), -7), smooth,
+              rng.integers(-20, 20, (2, 4, 6)), rng.integers(-300, 300, (2, 4, 6))]
+    for mv in fields:
+        data = ent.encode_motion(mv)
+        np.testing.assert_array_equal(ent.decode_motion(data, (4, 6), 10 ** 6), mv)
+    data = ent.encode_motion(fields[3])
+    for i in range(1, len(data)):
+        for bad in (data[:i], data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]):
+            try:
+                out = ent.decode_motion(bad, (4, 6), 100)
+            except bitstream.BitstreamError:
+                continue
+            assert out.shape == (2, 4, 6) and np.abs(out).max() <= 100
+
+
+def test_missing_mv_coding_means_the_left_predictor_and_table_count_is_checked(tiny_model, tmp_path):
+    """A model file written before ModelConfig.mv_coding existed reads as mv_coding 0; a file whose tables do
+    not match its config is refused."""
+    import json
+    from safetensors.torch import save_file
+    from neuralcodec.model.config import ModelConfig
+    from neuralcodec.registry import FORMAT, read_model
+    raw = json.loads(TINY.to_json())
+    assert raw.pop("mv_coding") == 1
+    assert ModelConfig.from_json(json.dumps(raw)).mv_coding == 0
+    with pytest.raises(ValueError, match="mv_coding"):
+        ModelConfig.from_json(json.dumps({**raw, "mv_coding": 2}))
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    path = tmp_path / "old.safetensors"
+    save_file(state, str(path), metadata={"format": FORMAT, "name": "old", "config": json.dumps(raw)})
+    with pytest.raises(ModelError, match="entropy tables"):       # 3 motion tables, a left-predictor model has 2
+        read_model(path)
 
 
 @pytest.mark.parametrize("change", [

@@ -62,7 +62,8 @@ class VideoCodecModel(nn.Module):
         (mean absolute luma) prediction quality for motion bits (estimate_motion)."""
         search = self.cfg.search_range if search is None else min(search, self.cfg.search_range)
         with _fp32(x):
-            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, search, finest=finest, merge=merge)
+            mv = estimate_motion(x.float(), ref.float(), self.cfg.block_size, search, finest=finest, merge=merge,
+                                 coding=self.cfg.mv_coding)
         return mv.clamp(-self.mv_limit, self.mv_limit)
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, fields
 # its config passed these checks.
 _LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "num_stages": (1, 32),
            "codebook_size": (2, 4096), "block_size": (4, 128), "search_range": (0, 256), "mv_alphabet": (3, 4095),
-           "stride": (8, 8)}
+           "stride": (8, 8), "mv_coding": (0, 1)}
+# Fields added after models were shipped, with the value every file written before them implies.
+_ADDED = {"mv_coding": 0}
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ModelConfig:
     search_range: int = 16                          # motion search range in pixels
     mv_alphabet: int = 129                          # motion residual symbols (quarter-pel, centred; escape beyond)
     stride: int = 8                                 # spatial downsampling of the latent (fixed by the architecture)
+    mv_coding: int = 1                              # motion vector prediction and contexts (motion.MV_CODINGS):
+    #                                                 0 left neighbour (models to 1.11), 1 median + x/y context
 
     def __post_init__(self) -> None:
         self.validate()
@@ -54,6 +58,7 @@ class ModelConfig:
         if not isinstance(raw, dict):
             raise ValueError("model config must be a JSON object")
         known = {f.name for f in fields(cls)}
+        raw = {**{k: v for k, v in _ADDED.items() if k not in raw}, **raw}
         unknown, missing = set(raw) - known, known - set(raw)
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)[:5]}"[:200])

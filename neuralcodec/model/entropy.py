@@ -5,9 +5,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitstream import BitstreamError, CdfTables, decode_symbols, encode_symbols
+from bitstream import BitstreamError, CdfTables, decode_symbols, decode_varints, encode_symbols, encode_varints
 
 from .config import ModelConfig
+from .motion import MV_MEDIAN, mv_to_residual, residual_to_mv
 
 NUM_CTX = 4          # context of a stage symbol: [previous stage's code == 0] + 2 * [previous frame's code == 0]
 FRAME_TYPES = 2      # I, P
@@ -47,10 +48,29 @@ class IndexEntropyModel(nn.Module):
     def mv_table_base(self) -> int:
         return FRAME_TYPES * self.cfg.num_stages * NUM_CTX
 
+    @property
+    def mv_tables(self) -> int:
+        """Motion residual tables: x and y; with MV_MEDIAN y has two, chosen by whether x's residual is zero."""
+        return 3 if self.cfg.mv_coding == MV_MEDIAN else 2
+
+    @property
+    def num_tables(self) -> int:
+        return self.mv_table_base + self.mv_tables
+
+    def mv_contexts(self, res: np.ndarray) -> np.ndarray:
+        """Table (2, bh, bw), counted from mv_table_base, of each motion residual (2, bh, bw): x's table for the
+        first component; y's depends under MV_MEDIAN on the x residual at the same block."""
+        ctx = np.zeros(res.shape, dtype=np.int64)
+        ctx[1] = 1
+        if self.cfg.mv_coding == MV_MEDIAN:
+            ctx[1] += res[0] == 0
+        return ctx
+
     # statistics and export ------------------------------------------------------
     def new_counts(self) -> dict[str, np.ndarray]:
         s, k, a = self.cfg.num_stages, self.cfg.codebook_size, self.cfg.mv_alphabet
-        return {"stage": np.zeros((FRAME_TYPES, s, NUM_CTX, k), np.int64), "mv": np.zeros((2, a), np.int64)}
+        return {"stage": np.zeros((FRAME_TYPES, s, NUM_CTX, k), np.int64),
+                "mv": np.zeros((self.mv_tables, a), np.int64)}
 
     def accumulate(self, counts: dict[str, np.ndarray], ftype: int, codes: np.ndarray,
                    prev: np.ndarray | None, mv: np.ndarray | None) -> None:
@@ -59,11 +79,9 @@ class IndexEntropyModel(nn.Module):
             ctx = stage_contexts(codes, s, prev)
             np.add.at(counts["stage"][ftype, s], (ctx.ravel(), codes[s].ravel()), 1)
         if mv is not None:
-            from .motion import mv_to_residual
-            half = self.cfg.mv_alphabet // 2
-            sym = np.clip(mv_to_residual(mv) + half, 0, self.cfg.mv_alphabet - 1)
-            for c in range(2):
-                counts["mv"][c] += np.bincount(sym[c].ravel(), minlength=self.cfg.mv_alphabet)
+            res = mv_to_residual(mv, self.cfg.mv_coding)
+            sym = np.clip(res + self.cfg.mv_alphabet // 2, 0, self.cfg.mv_alphabet - 1)
+            np.add.at(counts["mv"], (self.mv_contexts(res).ravel(), sym.ravel()), 1)
 
     def update(self, counts: dict[str, np.ndarray], prior: float = 0.05) -> None:
         """Freeze the CDF tables from symbol counts (add-`prior` smoothing); needed before coding."""
@@ -73,7 +91,7 @@ class IndexEntropyModel(nn.Module):
                 for c in range(NUM_CTX):
                     n = counts["stage"][t, s, c].astype(np.float64) + prior
                     pmfs.append(n / n.sum())
-        for c in range(2):
+        for c in range(self.mv_tables):
             n = counts["mv"][c].astype(np.float64) + prior
             pmfs.append(n / n.sum())
         tables = CdfTables.from_pmfs(pmfs)
@@ -88,7 +106,10 @@ class IndexEntropyModel(nn.Module):
         if not self.exported:
             raise TablesNotExportedError("entropy tables are not built: run update() (export) before coding")
         if self._tables is None:
-            self._tables = CdfTables.from_array(self.cdf.numpy())
+            tables = CdfTables.from_array(self.cdf.numpy())
+            if len(tables) != self.num_tables:
+                raise ValueError(f"{len(tables)} entropy tables, the config needs {self.num_tables}")
+            self._tables = tables
         return self._tables
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # buffer size changes on export
@@ -116,31 +137,41 @@ class IndexEntropyModel(nn.Module):
         np.clip(codes, 0, self.cfg.codebook_size - 1, out=codes)  # corrupt data can only give valid indices
         return codes
 
-    def _mv_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
-        return np.ascontiguousarray(np.broadcast_to(np.array([0, 1]).reshape(2, 1, 1), (2,) + tuple(shape[-2:]))
-                                    + self.mv_table_base)
-
     def encode_motion(self, mv: np.ndarray) -> bytes:
-        """Motion field (2, bh, bw): b"" if all zero, MV_UNIFORM + one vector, or MV_FIELD + residuals."""
-        from .motion import mv_to_residual
-        half = self.cfg.mv_alphabet // 2
+        """Motion field (2, bh, bw): b"" if all zero, MV_UNIFORM + one vector, or MV_FIELD + residuals (with
+        MV_MEDIAN: varint length of the x residuals' rANS chunk, that chunk, then the y residuals' chunk)."""
+        half, base, tables = self.cfg.mv_alphabet // 2, self.mv_table_base, self.tables()
         if not mv.any():
             return b""
         if (mv == mv[:, :1, :1]).all():
-            return MV_UNIFORM + encode_symbols(mv[:, :1, :1] + half, self._mv_indexes((1, 1)), self.tables())
-        return MV_FIELD + encode_symbols(mv_to_residual(mv) + half, self._mv_indexes(mv.shape), self.tables())
+            return MV_UNIFORM + encode_symbols(mv[:, :1, :1] + half, base + np.arange(2).reshape(2, 1, 1), tables)
+        res = mv_to_residual(mv, self.cfg.mv_coding)
+        idx = base + self.mv_contexts(res)
+        if self.cfg.mv_coding != MV_MEDIAN:
+            return MV_FIELD + encode_symbols(res + half, idx, tables)
+        xs = encode_symbols(res[0] + half, idx[0], tables)
+        return MV_FIELD + encode_varints([len(xs)]) + xs + encode_symbols(res[1] + half, idx[1], tables)
 
     def decode_motion(self, data: bytes, shape: tuple[int, int], limit: int) -> np.ndarray:
-        from .motion import residual_to_mv
-        half = self.cfg.mv_alphabet // 2
+        half, base, tables = self.cfg.mv_alphabet // 2, self.mv_table_base, self.tables()
+        shape = tuple(shape)
         if not data:
-            return np.zeros((2,) + tuple(shape), dtype=np.int64)
+            return np.zeros((2,) + shape, dtype=np.int64)
         mode, body = data[:1], data[1:]
         if mode == MV_UNIFORM:
-            v = decode_symbols(body, self._mv_indexes((1, 1)), self.tables()).astype(np.int64) - half
-            mv = np.broadcast_to(v, (2,) + tuple(shape)).copy()
+            v = decode_symbols(body, base + np.arange(2).reshape(2, 1, 1), tables).astype(np.int64) - half
+            mv = np.broadcast_to(v, (2,) + shape).copy()
+        elif mode == MV_FIELD and self.cfg.mv_coding == MV_MEDIAN:
+            (n,), used = decode_varints(body, 1)
+            if used + n > len(body):
+                raise BitstreamError("motion chunk truncated")
+            res = np.zeros((2,) + shape, dtype=np.int64)
+            res[0] = decode_symbols(body[used: used + n], np.full(shape, base), tables).astype(np.int64) - half
+            res[1] = decode_symbols(body[used + n:], base + self.mv_contexts(res)[1], tables).astype(np.int64) - half
+            mv = residual_to_mv(res, MV_MEDIAN)
         elif mode == MV_FIELD:
-            mv = residual_to_mv(decode_symbols(body, self._mv_indexes(shape), self.tables()).astype(np.int64) - half)
+            ctx = np.broadcast_to(np.arange(2).reshape(2, 1, 1), (2,) + shape)
+            mv = residual_to_mv(decode_symbols(body, base + ctx, tables).astype(np.int64) - half)
         else:
             raise BitstreamError(f"unknown motion mode {mode[0]}")
         return np.clip(mv, -limit, limit)

@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 
 QPEL = 4  # motion vectors are stored in quarter pixels
-MOTION_MERGE = 0.001  # default tolerance of _prefer_neighbours (mean absolute luma), chosen on the validation clips
+MOTION_MERGE = 0.001  # default tolerance of the merge (mean absolute luma), chosen on the validation clips
+# How a vector is predicted before its residual is coded (ModelConfig.mv_coding):
+MV_LEFT = 0    # the left neighbour's (first column: the one above); models up to 1.11
+MV_MEDIAN = 1  # the component-wise median of left, above and above-right (last column: above-left)
+MV_CODINGS = (MV_LEFT, MV_MEDIAN)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -141,13 +145,14 @@ def _refine(cur: torch.Tensor, ref: torch.Tensor, block: int, mv_q: torch.Tensor
 @torch.no_grad()
 def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, search: int = 16,
                     lam: float = 0.002, tol: float = 0.003, finest: int = 1,
-                    merge: float = MOTION_MERGE) -> torch.Tensor:
+                    merge: float = MOTION_MERGE, coding: int = MV_LEFT) -> torch.Tensor:
     """Quarter-pel block vectors (B, 2, H/block, W/block) int64 that best predict cur from ref (both RGB).
 
     Exhaustive search at 1/4 resolution (when the frame allows), then per-block refinement at full
     resolution by 2 and 1 pixels, then half and quarter pixels (down to `finest` quarter pels: 2 stops at half
     pixels); then blocks that the frame's median vector (or zero) predicts within `tol` mean absolute luma take
-    it; last, with `merge` > 0, blocks that their predictor (see _prefer_neighbours) predicts within `merge` take it.
+    it; last, with `merge` > 0, blocks that their predictor under `coding` (MV_LEFT: _prefer_neighbours,
+    MV_MEDIAN: _prefer_median) predicts within `merge` take it.
     """
     cy, ry = luma(cur.float()), luma(ref.float())
     scale = 4 if block % 4 == 0 and min(cur.shape[-2:]) >= 4 * block else 1
@@ -158,7 +163,9 @@ def estimate_motion(cur: torch.Tensor, ref: torch.Tensor, block: int = 16, searc
     if steps:
         mv = _refine(cy, ry, block, mv, lam, steps)
     mv = _prefer_uniform(cy, ry, block, mv, tol)
-    return _prefer_neighbours(cy, ry, block, mv, merge) if merge > 0 else mv
+    if merge <= 0:
+        return mv
+    return (_prefer_median if coding == MV_MEDIAN else _prefer_neighbours)(cy, ry, block, mv, merge)
 
 
 def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor, tol: float) -> torch.Tensor:
@@ -179,17 +186,6 @@ def _prefer_uniform(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.
     return mv
 
 
-def _column_sad(cur: torch.Tensor, ref: torch.Tensor, block: int, vec: torch.Tensor, j: int) -> torch.Tensor:
-    """Mean absolute difference (B, bh) of the blocks of column j of cur against ref warped by vec (B, 2, bh),
-    computed as block_warp does it, on that column only."""
-    rows, x0 = vec.shape[2] * block, j * block
-    flow = (vec.to(ref.dtype) / QPEL).repeat_interleave(block, dim=2)[..., None]      # (B, 2, rows, 1)
-    ys = torch.arange(rows, dtype=ref.dtype, device=ref.device).view(1, rows, 1)
-    xs = torch.arange(x0, x0 + block, dtype=ref.dtype, device=ref.device).view(1, 1, block)
-    warped = _sample(ref, xs + flow[:, 0], ys + flow[:, 1])
-    return F.avg_pool2d((cur[..., :rows, x0: x0 + block] - warped).abs(), block)[:, 0, :, 0]
-
-
 def _prefer_neighbours(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor,
                        tol: float) -> torch.Tensor:
     """Give a block the vector it is coded against (mv_to_residual: the left neighbour's, in the first column
@@ -197,31 +193,99 @@ def _prefer_neighbours(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: tor
     cheapest motion symbol. Column by column (the rows of the first column one by one), since each choice moves
     the next block's predictor."""
     mv = mv.clone()
-    own = _column_sad(cur, ref, block, mv[..., 0], 0)
-    for i in range(1, mv.shape[2]):          # first column: against the block above
-        cand = mv[..., 0].clone()
-        cand[:, :, i] = mv[:, :, i - 1, 0]
-        take = _column_sad(cur, ref, block, cand, 0)[:, i] <= own[:, i] + tol
-        mv[:, :, i, 0] = torch.where(take[:, None], cand[:, :, i], mv[:, :, i, 0])
-    for j in range(1, mv.shape[3]):          # the other columns: against the left neighbour
+    bh, bw = mv.shape[-2:]
+    rows = torch.arange(bh, device=mv.device)
+
+    def sad(ii: torch.Tensor, j: int, vec: torch.Tensor) -> torch.Tensor:
+        return _blocks_sad(cur, ref, block, ii, torch.full_like(ii, j), vec)
+
+    own = sad(rows, 0, mv[..., 0])
+    for i in range(1, bh):                   # first column: against the block above
+        cand = mv[:, :, i - 1: i, 0]
+        take = sad(rows[i: i + 1], 0, cand)[:, 0] <= own[:, i] + tol
+        mv[:, :, i, 0] = torch.where(take[:, None], cand[..., 0], mv[:, :, i, 0])
+    for j in range(1, bw):                   # the other columns: against the left neighbour
         cand = mv[..., j - 1]
         if torch.equal(cand, mv[..., j]):
             continue
-        take = _column_sad(cur, ref, block, cand, j) <= _column_sad(cur, ref, block, mv[..., j], j) + tol
+        take = sad(rows, j, cand) <= sad(rows, j, mv[..., j]) + tol
         mv[..., j] = torch.where(take[:, None], cand, mv[..., j])
     return mv
 
 
-def mv_to_residual(mv: np.ndarray) -> np.ndarray:
-    """Differences from the left neighbour (first column: from the block above) of (2, bh, bw) vectors."""
-    res = mv.astype(np.int64).copy()
+def _blocks_sad(cur: torch.Tensor, ref: torch.Tensor, block: int, ii: torch.Tensor, jj: torch.Tensor,
+                vec: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference (B, K) of the blocks (ii[k], jj[k]) of cur against ref warped by vec (B, 2, K),
+    computed as block_warp does it, on those blocks only."""
+    b, c = cur.shape[:2]
+    off = torch.arange(block, device=cur.device)
+    ys, xs = ii[:, None] * block + off, jj[:, None] * block + off                       # (K, block)
+    flow = vec.to(ref.dtype) / QPEL
+    y = ys.to(ref.dtype)[None, :, :, None] + flow[:, 1, :, None, None]                 # (B, K, block, 1)
+    x = xs.to(ref.dtype)[None, :, None, :] + flow[:, 0, :, None, None]                 # (B, K, 1, block)
+    y, x = torch.broadcast_tensors(y, x)
+    k = ii.numel()
+    warped = _sample(ref, x.reshape(b, k * block, block), y.reshape(b, k * block, block))
+    blocks = cur[:, :, ys[:, :, None], xs[:, None, :]]                                  # (B, C, K, block, block)
+    return (blocks - warped.view(b, c, k, block, block)).abs().mean((1, 3, 4))
+
+
+def _prefer_median(cur: torch.Tensor, ref: torch.Tensor, block: int, mv: torch.Tensor, tol: float) -> torch.Tensor:
+    """_prefer_neighbours for MV_MEDIAN: a block takes its median prediction where that predicts within `tol`
+    mean absolute luma of its own vector. Wavefront by wavefront, since each choice moves later predictions."""
+    mv = mv.clone()
+    own = F.avg_pool2d((cur - block_warp(ref, mv, block)).abs(), block)[:, 0]           # (B, bh, bw)
+    for ii, jj in _wavefronts(*mv.shape[-2:], like=lambda a, b: torch.arange(a, b, device=mv.device)):
+        cand, mine = _median_at(mv, ii, jj), mv[..., ii, jj]
+        differ = (cand != mine).any(1)
+        if not bool(differ.any()):
+            continue
+        take = differ & (_blocks_sad(cur, ref, block, ii, jj, cand) <= own[:, ii, jj] + tol)
+        mv[..., ii, jj] = torch.where(take[:, None], cand, mine)
+    return mv
+
+
+def _median_at(mv, ii, jj):
+    """The MV_MEDIAN prediction (..., 2, K) of blocks (ii[k], jj[k]) from the vectors mv (..., 2, bh, bw) (numpy
+    or torch, integer): the component-wise median of the left, upper and upper-right neighbours (in the last
+    column the upper-left one instead of the upper-right); in the first row the left neighbour, in the first
+    column the upper one, zero for the first block. Only neighbours before a block in wavefront order (2 i + j)
+    are read, so a decoder can rebuild a field one wavefront at a time."""
+    xp = torch if isinstance(mv, torch.Tensor) else np
+    bw = mv.shape[-1]
+    up, left = xp.clip(ii - 1, 0, None), xp.clip(jj - 1, 0, None)
+    lft, top = mv[..., ii, left], mv[..., up, jj]
+    third = mv[..., up, xp.where(jj + 1 < bw, jj + 1, left)]
+    med = xp.maximum(xp.minimum(lft, top), xp.minimum(xp.maximum(lft, top), third))
+    return xp.where(ii == 0, xp.where(jj == 0, xp.zeros_like(lft), lft), xp.where(jj == 0, top, med))
+
+
+def _wavefronts(bh: int, bw: int, like=np.arange):
+    """(ii, jj) of the blocks with 2 i + j = t, for t in order: each block's MV_MEDIAN neighbours come earlier."""
+    for t in range(2 * (bh - 1) + bw):
+        ii = like(max(0, (t - bw + 2) // 2), min(bh - 1, t // 2) + 1)
+        yield ii, t - 2 * ii
+
+
+def mv_to_residual(mv: np.ndarray, coding: int = MV_LEFT) -> np.ndarray:
+    """Residuals (2, bh, bw) of vectors (2, bh, bw) from their prediction under `coding` (MV_CODINGS)."""
+    mv = mv.astype(np.int64)
+    if coding == MV_MEDIAN:
+        bh, bw = mv.shape[-2:]
+        ii, jj = (a.ravel() for a in np.meshgrid(np.arange(bh), np.arange(bw), indexing="ij"))
+        return mv - _median_at(mv, ii, jj).reshape(mv.shape)
+    res = mv.copy()
     res[:, :, 1:] = mv[:, :, 1:] - mv[:, :, :-1]
     res[:, 1:, 0] = mv[:, 1:, 0] - mv[:, :-1, 0]
     return res
 
 
-def residual_to_mv(res: np.ndarray) -> np.ndarray:
+def residual_to_mv(res: np.ndarray, coding: int = MV_LEFT) -> np.ndarray:
     """Inverse of mv_to_residual."""
     out = res.astype(np.int64).copy()
+    if coding == MV_MEDIAN:
+        for ii, jj in _wavefronts(*out.shape[-2:]):
+            out[:, ii, jj] += _median_at(out, ii, jj)
+        return out
     out[:, :, 0] = np.cumsum(out[:, :, 0], axis=1)
     return np.cumsum(out, axis=2)

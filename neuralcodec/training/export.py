@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,23 @@ from tqdm import tqdm
 
 from ..codec import Codec, FrameCoder, Level
 from ..model import VideoCodecModel
+from ..model.config import ModelConfig
+from ..model.motion import MV_CODINGS
 from ..registry import save_model
 
 
-def load_checkpoint(path: str | Path) -> VideoCodecModel:
-    """The model of a training checkpoint (weights only; loaded without unpickling code)."""
+def load_checkpoint(path: str | Path, mv_coding: int | None = None) -> VideoCodecModel:
+    """The model of a training checkpoint (weights only; loaded without unpickling code); mv_coding, when given,
+    replaces the config's motion coding (no weight depends on it, the tables are rebuilt by the export)."""
     from .train import TrainConfig
     state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_json(state["config"])
-    model = VideoCodecModel(cfg.model)
-    model.load_state_dict(state["model"])
+    mcfg = cfg.model if mv_coding is None else replace(cfg.model, mv_coding=mv_coding)
+    model = VideoCodecModel(mcfg)
+    weights = dict(state["model"])
+    if mv_coding is not None:                 # tables of another motion coding do not fit this one
+        weights["entropy.cdf"] = torch.zeros(0, 0, dtype=torch.int32)
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -104,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-hours", type=float, help="this run's hours (default: the log.csv beside the checkpoint)")
     p.add_argument("--gpu", action="store_true", help="this run's hours were on a GPU")
     p.add_argument("--command", help="the training command of this run, recorded in the card")
+    p.add_argument("--mv-coding", type=int, choices=MV_CODINGS, default=ModelConfig().mv_coding,
+                   help="motion vector prediction: 0 left neighbour, 1 median with x/y context (default %(default)s)")
     a = p.parse_args(argv)
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
-    model = load_checkpoint(a.checkpoint)
+    model = load_checkpoint(a.checkpoint, a.mv_coding)
     round_to_half(model)
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
     counts = gather_statistics(model, clips, levels)
