@@ -192,3 +192,32 @@ def test_export_carries_the_training_record_on(data_root, tiny_model, tmp_path):
     assert t["steps"] == 123 and t["commands"] == ["first run", "second run"] and t["gpu_hours"] == 0.25
     assert 0.5 < t["cpu_hours"] < 0.5 + 1 / 60   # this run's few seconds, from its log.csv
     assert load_codec(shipped).card["version"] == "0.2"
+
+
+def test_checkpoint_average_exports_and_mv_coding_override(data_root, tmp_path):
+    """average --last 2 is the mean of the last two checkpoints' float tensors (integer buffers and step from the
+    newest), never replaces a file without --force, and exports like any checkpoint; --mv-coding sets the
+    exported model's motion coding."""
+    from neuralcodec.registry import load_codec
+    from neuralcodec.training import average, export
+    out = tmp_path / "run"
+    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "4"])
+    avg = out / "avg.pt"
+    assert average.main(["--last", "2", str(out), "-o", str(avg)]) == 0
+    a, b = (torch.load(out / f"ckpt_00000{i}.pt", map_location="cpu", weights_only=True) for i in (2, 4))
+    m = torch.load(avg, map_location="cpu", weights_only=True)
+    assert m["step"] == 4 and m["config"] == b["config"]
+    k = "i_dec.inp.weight"
+    assert not torch.equal(a["model"][k], b["model"][k])
+    torch.testing.assert_close(m["model"][k], (a["model"][k].double() + b["model"][k].double()).div(2).float())
+    assert torch.equal(m["model"]["i_vq.stages.0.initted"], b["model"]["i_vq.stages.0.initted"])
+    before = avg.read_bytes()
+    assert average.main(["--last", "2", str(out), "-o", str(avg)]) == 1 and avg.read_bytes() == before
+    assert average.main([str(out / "nothing.pt"), "-o", str(tmp_path / "x.pt")]) == 1
+    shipped = tmp_path / "avg.safetensors"
+    assert export.main([str(avg), "-o", str(shipped), "--name", "tiny-test", "--data-root", str(data_root),
+                        "--clips", "1", "--clip-len", "2", "--crop", "32", "--mv-coding", "0"]) == 0
+    codec = load_codec(shipped)
+    assert codec.model.cfg.mv_coding == 0 and codec.model.entropy.mv_tables == 2
+    clip = textured_clip(3, 32, 48, pan=1)
+    assert np.asarray(codec.decode(codec.encode(clip, quality=1))).shape == clip.shape
