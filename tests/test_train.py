@@ -48,7 +48,12 @@ def test_smoke_run_and_resume(data_root, tmp_path):
     assert any("val_psnr_i_1" in r and "val_bpp_p_3" in r for r in rows)
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     main(args + ["--steps", "6", "--resume", "auto"])
-    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"] == 6
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 6
+    import csv
+    with (out / "log.csv").open() as f:
+        elapsed = {int(r["step"]): float(r["elapsed_s"]) for r in csv.DictReader(f)}
+    assert elapsed[6] >= elapsed[4] > 0 and state["elapsed_s"] >= elapsed[6] - 0.05   # the clock goes on after --resume
 
 
 def test_ddp_two_cpu_processes(data_root, tmp_path):

@@ -102,6 +102,7 @@ class Trainer:
         self.adv = AdversarialLoss(cfg.gan_weight, cfg.gan_feat_weight, cfg.disc_lr, cfg.gan_start).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.step = 0
+        self.elapsed = 0.0                 # wall seconds this run has trained, carried on through --resume
         self.vq_ready = False
         self.ddp = None
         if _world() > 1:
@@ -125,7 +126,7 @@ class Trainer:
     # checkpoints ------------------------------------------------------------------
     def save(self, path: Path | None = None) -> Path:
         path = path or self.out / f"ckpt_{self.step:06d}.pt"
-        state = {"config": self.cfg.to_json(), "step": self.step, "vq_ready": self.vq_ready,
+        state = {"config": self.cfg.to_json(), "step": self.step, "vq_ready": self.vq_ready, "elapsed_s": self.elapsed,
                  "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                  "adv": self.adv.state_dict(), "adv_opt": self.adv.optimizer.state_dict()}
         for target in (path, self.out / "latest.pt"):
@@ -146,6 +147,16 @@ class Trainer:
         self.adv.load_state_dict(state["adv"])
         self.adv.optimizer.load_state_dict(state["adv_opt"])
         self.step, self.vq_ready = int(state["step"]), bool(state["vq_ready"])
+        self.elapsed = float(state["elapsed_s"]) if "elapsed_s" in state else self._logged_elapsed(self.step)
+
+    def _logged_elapsed(self, step: int) -> float:
+        """Wall seconds at `step` from the run's log.csv (checkpoints written before they recorded it)."""
+        log = self.out / "log.csv"
+        if not log.is_file():
+            return 0.0
+        with log.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("elapsed_s") and int(r["step"]) <= step]
+        return float(rows[-1]["elapsed_s"]) if rows else 0.0
 
     # data -----------------------------------------------------------------------
     def batches(self):
@@ -253,7 +264,7 @@ class Trainer:
         jsonl = (self.out / "log.jsonl").open("a")
         main = _rank() == 0
         bar = tqdm(total=c.steps, initial=self.step, disable=not main, dynamic_ncols=True)
-        t0 = time.time()
+        t0 = time.time() - self.elapsed
         while self.step < c.steps:
             if not self.vq_ready and self.step >= c.warmup_steps:
                 energies = self.init_codebooks(batches)
@@ -262,8 +273,9 @@ class Trainer:
                     jsonl.flush()
             logs = self.train_step(next(batches))
             self.step += 1
+            self.elapsed = time.time() - t0
             if main and (self.step % c.log_every == 0 or self.step == 1):
-                logs["step"], logs["elapsed_s"] = self.step, round(time.time() - t0, 1)
+                logs["step"], logs["elapsed_s"] = self.step, round(self.elapsed, 1)
                 jsonl.write(json.dumps(logs) + "\n")
                 jsonl.flush()
                 new = not log_path.exists()
