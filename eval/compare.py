@@ -36,6 +36,17 @@ def validation_clips(pack: str | Path, max_frames: int = 20) -> dict[str, np.nda
     return clips
 
 
+def experiment_clips(which: str = "val", pack: str | Path = "data/train.ncpack") -> dict[str, np.ndarray]:
+    """The clips an encoder experiment runs on: "val", the gate's validation clips (20 frames), or "standard",
+    the standard evaluation set (50 frames; measured on once a setting was chosen on "val")."""
+    if which == "standard":
+        from .clips import load_clips
+        return {c.name: c.frames for c in load_clips(["standard"], max_frames=50)}
+    if which != "val":
+        raise ValueError(f"clip set must be val or standard, not {which!r}")
+    return validation_clips(pack, 20)
+
+
 def rd_points(codec, clips: dict[str, np.ndarray], qualities=None, gop: int = 32, **encode_args) -> dict:
     """Encode and decode every clip at every quality through the public API; bpp, PSNR-RGB, MS-SSIM and the
     encoder's frames/s. encode_args go to codec.encode (e.g. preset=...)."""

@@ -11,18 +11,14 @@ import time
 import torch
 
 import neuralcodec
-from eval.compare import compare, rd_points, validation_clips
+from eval.compare import compare, experiment_clips, rd_points
 from neuralcodec.codec import FrameCoder, FrameType
 
 torch.set_num_threads(1)
 ks = [int(t) for t in sys.argv[1].split(",")]
 which = sys.argv[2] if len(sys.argv) > 2 else "val"
 codec = neuralcodec.load_codec()
-if which == "standard":
-    from eval.clips import load_clips
-    clips = {c.name: c.frames for c in load_clips(["standard"], max_frames=50)}
-else:
-    clips = validation_clips("data/train.ncpack", 20)
+clips = experiment_clips(which)
 qs = sorted(codec.levels)
 BOOST = [0]
 _choose = FrameCoder.choose

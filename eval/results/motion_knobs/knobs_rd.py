@@ -11,12 +11,12 @@ import torch
 
 import neuralcodec
 import neuralcodec.model.codec_model as cm
-from eval.compare import compare, rd_points, validation_clips
+from eval.compare import compare, experiment_clips, rd_points
 
 torch.set_num_threads(1)
 settings = [tuple(float(v) for v in a.split(":")) for a in sys.argv[1:]]
 codec = neuralcodec.load_codec()
-clips = validation_clips("data/train.ncpack", 20)
+clips = experiment_clips("val")
 original = cm.estimate_motion
 res = {}
 for lam, tol in settings:

@@ -13,18 +13,14 @@ import numpy as np
 import torch
 
 import neuralcodec
-from eval.compare import compare, rd_points, validation_clips
+from eval.compare import compare, experiment_clips, rd_points
 from neuralcodec.codec import Preset
 
 torch.set_num_threads(1)
 tols = [float(t) for t in sys.argv[1].split(",")]
 which = sys.argv[2] if len(sys.argv) > 2 else "val"
 codec = neuralcodec.load_codec()
-if which == "standard":
-    from eval.clips import load_clips
-    clips = {c.name: c.frames for c in load_clips(["standard"], max_frames=50)}
-else:
-    clips = validation_clips("data/train.ncpack", 20)
+clips = experiment_clips(which)
 res = {}
 for t in tols:
     t0 = time.time()
