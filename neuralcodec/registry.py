@@ -29,7 +29,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "48e966f55d966fdf1b273adefa576f742b34b2f12e41405a05f546672b152c6e"),
+                   "1af692268d28e48d84a523ec97180a56ef2a3286153cdb4fe6cf5ada96774f30"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
