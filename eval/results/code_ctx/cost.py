@@ -3,11 +3,23 @@ train split (add-0.05 smoothing as the export): percent change per clip and qual
 contexts. nb_s1: nonzero codes of stage s-1 among the 8 neighbours (0, 1-2, 3+); nb_prev: the same in the
 previous frame's stage s; both; anyprev: zeros among all earlier stages at the block.
 
-    python eval/results/code_ctx/cost.py   (reads /tmp/codes_train.pkl, /tmp/codes_val.pkl)"""
-import pickle, numpy as np
+    python eval/results/code_ctx/cost.py   (reads /tmp/codes_train.npz, /tmp/codes_val.npz)"""
+import numpy as np
 from scipy.ndimage import convolve
 K=256
-tr=pickle.load(open('/tmp/codes_train.pkl','rb')); va=pickle.load(open('/tmp/codes_val.pkl','rb'))
+
+
+def load(path):
+    """[(clip, quality, frame type, codes, previous codes or None)] from collect.py's .npz (no pickles)."""
+    d = np.load(path)
+    recs = []
+    for k in sorted(k for k in d.files if k.endswith("|codes")):
+        i, name, q, ft, _ = k.split("|")
+        recs.append((name, int(q), int(ft), d[k], d[f"{i}|prev"] if f"{i}|prev" in d.files else None))
+    return recs
+
+
+tr, va = load('/tmp/codes_train.npz'), load('/tmp/codes_val.npz')
 def nbcount(nz):  # count of nonzero among 8 neighbours
     return convolve(nz.astype(np.int32), np.array([[1,1,1],[1,0,1],[1,1,1]]), mode='constant')
 def ctxs(codes, prev, s, scheme):
