@@ -18,19 +18,23 @@ from ..model.motion import MV_CODINGS
 from ..registry import save_model
 
 
-def load_checkpoint(path: str | Path, mv_coding: int | None = None) -> VideoCodecModel:
-    """The model of a training checkpoint (weights only; loaded without unpickling code); mv_coding, when given,
-    replaces the config's motion coding (no weight depends on it, the tables are rebuilt by the export)."""
-    from .train import TrainConfig
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_json(state["config"])
-    mcfg = cfg.model if mv_coding is None else replace(cfg.model, mv_coding=mv_coding)
-    model = VideoCodecModel(mcfg)
-    weights = dict(state["model"])
-    if mv_coding is not None:                 # tables of another motion coding do not fit this one
-        weights["entropy.cdf"] = torch.zeros(0, 0, dtype=torch.int32)
+def build_model(cfg: ModelConfig, weights: dict[str, torch.Tensor], mv_coding: int | None = None) -> VideoCodecModel:
+    """A model of cfg holding weights; mv_coding, when given, replaces the config's motion coding: no weight depends
+    on it, and the frozen tables, which do, are dropped for the export's statistics pass to rebuild."""
+    if mv_coding is not None:
+        cfg = replace(cfg, mv_coding=mv_coding)
+        weights = {**weights, "entropy.cdf": torch.zeros(0, 0, dtype=torch.int32)}
+    model = VideoCodecModel(cfg)
     model.load_state_dict(weights)
     return model.eval()
+
+
+def load_checkpoint(path: str | Path, mv_coding: int | None = None) -> VideoCodecModel:
+    """The model of a training checkpoint (weights only; loaded without unpickling code); mv_coding as in
+    build_model."""
+    from .train import TrainConfig
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return build_model(TrainConfig.from_json(state["config"]).model, state["model"], mv_coding)
 
 
 def round_to_half(model: VideoCodecModel) -> None:
@@ -65,13 +69,9 @@ def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -
 
 def run_hours(checkpoint: str | Path) -> float | None:
     """Wall-clock hours of the run that wrote a checkpoint: the last elapsed_s in the log.csv beside it."""
-    import csv
-    log = Path(checkpoint).parent / "log.csv"
-    if not log.is_file():
-        return None
-    with log.open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("elapsed_s")]
-    return float(rows[-1]["elapsed_s"]) / 3600 if rows else None
+    from .train import logged_elapsed
+    seconds = logged_elapsed(Path(checkpoint).parent / "log.csv")
+    return None if seconds is None else seconds / 3600
 
 
 def training_record(checkpoint: str | Path, version: str | None, history: str | None, command: str | None,

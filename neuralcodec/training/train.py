@@ -67,6 +67,15 @@ class TrainConfig:
         return cls(**d)
 
 
+def logged_elapsed(log: Path, step: int | None = None) -> float | None:
+    """The last elapsed_s (wall seconds) of a run's log.csv, at or before `step` when given; None without one."""
+    if not log.is_file():
+        return None
+    with log.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("elapsed_s") and (step is None or int(r["step"]) <= step)]
+    return float(rows[-1]["elapsed_s"]) if rows else None
+
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
@@ -147,16 +156,10 @@ class Trainer:
         self.adv.load_state_dict(state["adv"])
         self.adv.optimizer.load_state_dict(state["adv_opt"])
         self.step, self.vq_ready = int(state["step"]), bool(state["vq_ready"])
-        self.elapsed = float(state["elapsed_s"]) if "elapsed_s" in state else self._logged_elapsed(self.step)
-
-    def _logged_elapsed(self, step: int) -> float:
-        """Wall seconds at `step` from the run's log.csv (checkpoints written before they recorded it)."""
-        log = self.out / "log.csv"
-        if not log.is_file():
-            return 0.0
-        with log.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("elapsed_s") and int(r["step"]) <= step]
-        return float(rows[-1]["elapsed_s"]) if rows else 0.0
+        if "elapsed_s" in state:
+            self.elapsed = float(state["elapsed_s"])
+        else:                              # checkpoints written before they recorded it
+            self.elapsed = logged_elapsed(self.out / "log.csv", self.step) or 0.0
 
     # data -----------------------------------------------------------------------
     def batches(self):

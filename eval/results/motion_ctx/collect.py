@@ -18,9 +18,8 @@ merge = float(sys.argv[3]) if len(sys.argv) > 3 else None
 codec = load_codec("ncodec-base")
 if len(sys.argv) > 4:
     from neuralcodec.codec import Codec
-    from neuralcodec.model import VideoCodecModel
-    model = VideoCodecModel(replace(codec.model.cfg, mv_coding=int(sys.argv[4])))
-    model.load_state_dict({k: v for k, v in codec.model.state_dict().items() if k != "entropy.cdf"}, strict=False)
+    from neuralcodec.training.export import build_model
+    model = build_model(codec.model.cfg, codec.model.state_dict(), int(sys.argv[4]))
     codec = Codec(model, codec.name, codec.sha256, codec.levels)
 preset = PRESETS[DEFAULT_PRESET] if merge is None else replace(PRESETS[DEFAULT_PRESET], motion_merge=merge)
 fields = {}

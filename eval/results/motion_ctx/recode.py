@@ -4,24 +4,18 @@ export builds them (the same training clips and settings), written to a model fi
     PYTHONPATH=. OMP_NUM_THREADS=1 python eval/results/motion_ctx/recode.py 1 /tmp/median.safetensors
     PYTHONPATH=. python -m eval.compare /tmp/median.safetensors ncodec-base --pack data/train.ncpack"""
 import sys
-from dataclasses import replace
 
 import torch
 
 from neuralcodec import load_codec
-from neuralcodec.model import VideoCodecModel
 from neuralcodec.registry import save_model
-from neuralcodec.training.export import gather_statistics, round_to_half, training_clips
+from neuralcodec.training.export import build_model, gather_statistics, round_to_half, training_clips
 
 coding, out = int(sys.argv[1]), sys.argv[2]
 torch.manual_seed(0)
 torch.set_num_threads(1)
 base = load_codec("ncodec-base")
-model = VideoCodecModel(replace(base.model.cfg, mv_coding=coding))
-weights = {k: v.float() if v.is_floating_point() else v for k, v in base.model.state_dict().items()}
-weights["entropy.cdf"] = torch.zeros(0, 0, dtype=torch.int32)
-model.load_state_dict(weights)
-model = model.eval().to(memory_format=torch.contiguous_format)
+model = build_model(base.model.cfg, base.model.state_dict(), coding)
 round_to_half(model)
 model.entropy.update(gather_statistics(model, training_clips("data/", 16, 8, 192), base.levels))
 print(out, save_model(model, base.name, out, levels=base.levels, card=base.training))
