@@ -10,7 +10,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .codec import Codec, Level, ModelError, default_levels, file_sha256
+from .codec import Codec, ModelError, file_sha256
+from .coding import EntropyCoder, Level, default_levels
 from .model import ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -134,7 +135,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
     if model.entropy.exported:
         try:
-            model.entropy.tables()
+            EntropyCoder(model.cfg, model.entropy.cdf)
         except ValueError as e:
             raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
     return model.eval(), meta["name"], levels, card

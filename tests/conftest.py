@@ -60,7 +60,7 @@ def make_tiny_model(seed: int = 0) -> VideoCodecModel:
         model.i_vq.init_kmeans(out.latents[0], generator=g)
         model.p_vq.init_kmeans(torch.cat(out.latents[1:]), generator=g)
     counts = gather_statistics(model, [textured_clip(4, 32, 48, pan=1, seed=seed + 1)], progress=False)
-    model.entropy.update(counts)
+    model.entropy.cdf = counts.cdf()
     return model
 
 

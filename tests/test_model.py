@@ -11,7 +11,8 @@ import torch
 
 import bitstream
 from neuralcodec.codec import Codec, FrameCoder, ModelError
-from neuralcodec.model import TINY, TablesNotExportedError, VideoCodecModel, to_levels
+from neuralcodec.coding import EntropyCoder, SymbolCounts, TablesNotExportedError
+from neuralcodec.model import TINY, VideoCodecModel, to_levels
 
 from conftest import textured_clip
 
@@ -188,12 +189,11 @@ def test_motion_chunk_round_trip_and_corruption(coding):
     """Both motion codings code and decode fields exactly (zero, uniform, smooth, noisy, beyond the alphabet),
     and a corrupt field chunk decodes to clamped vectors or raises BitstreamError, nothing else."""
     from dataclasses import replace
-    from neuralcodec.model.entropy import IndexEntropyModel
-    ent = IndexEntropyModel(replace(TINY, mv_coding=coding))
+    cfg = replace(TINY, mv_coding=coding)
     rng = np.random.default_rng(coding)
-    counts = ent.new_counts()
-    ent.accumulate(counts, 1, np.zeros((3, 2, 2), np.int64), None, rng.integers(-3, 4, (2, 4, 6)))
-    ent.update(counts)
+    counts = SymbolCounts(cfg)
+    counts.add(1, np.zeros((3, 2, 2), np.int64), None, rng.integers(-3, 4, (2, 4, 6)))
+    ent = EntropyCoder(cfg, counts.cdf())
     smooth = np.cumsum(rng.integers(-1, 2, (2, 4, 6)), axis=2) * 4
     fields = [np.zeros((2, 4, 6), np.int64), np.full((2, 4, 6), -7), smooth,
               rng.integers(-20, 20, (2, 4, 6)), rng.integers(-300, 300, (2, 4, 6))]
@@ -302,3 +302,18 @@ def test_scene_cut_rule(tiny_codec):
     for bad in (-1, 101, float("nan"), True, "6"):
         with pytest.raises(ValueError):
             tiny_codec.encode(textured_clip(2, 16, 16), scenecut=bad)
+
+
+def test_model_package_knows_no_bytes():
+    """neuralcodec.model is pure torch: importing it loads no part of bitstream, and in the product code only the
+    coding layer imports the rANS functions."""
+    import pathlib
+    import re
+    out = subprocess.run([sys.executable, "-c", "import sys, neuralcodec.model; "
+                          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'bitstream'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    root = pathlib.Path(__file__).resolve().parents[1] / "neuralcodec"
+    rans = re.compile(r"\b(encode_symbols|decode_symbols|CdfTables)\b")
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if rans.search(p.read_text()))
+    assert users == ["coding/entropy.py"]

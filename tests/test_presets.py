@@ -54,7 +54,7 @@ def frame_costs(codec, clip, preset: str, quality: int, gop: int) -> list[float]
             slope = 0.0
         codes, recon = coder.choose(a, level)
         mse = float((recon.clamp(0, 1) - a.x)[..., :clip.shape[1], :clip.shape[2]].pow(2).mean())
-        bits = coder.bits(a, codes) + (0 if a.mv is None else 8 * len(codec.model.entropy.encode_motion(a.mv[0].numpy())))
+        bits = coder.bits(a, codes) + 8 * len(coder.motion_chunk(a))
         costs.append(mse + slope * bits / (clip.shape[1] * clip.shape[2]))
         coder.commit(a, codes, recon)
     return costs

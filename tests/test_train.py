@@ -223,6 +223,6 @@ def test_checkpoint_average_exports_and_mv_coding_override(data_root, tmp_path):
     assert export.main([str(avg), "-o", str(shipped), "--name", "tiny-test", "--data-root", str(data_root),
                         "--clips", "1", "--clip-len", "2", "--crop", "32", "--mv-coding", "0"]) == 0
     codec = load_codec(shipped)
-    assert codec.model.cfg.mv_coding == 0 and codec.model.entropy.mv_tables == 2
+    assert codec.model.cfg.mv_coding == 0 and codec.entropy.mv_tables == 2
     clip = textured_clip(3, 32, 48, pan=1)
     assert np.asarray(codec.decode(codec.encode(clip, quality=1))).shape == clip.shape

@@ -9,7 +9,7 @@ from torch import nn
 
 from .autoencoder import ContextNet, Decoder, Encoder
 from .config import ModelConfig
-from .entropy import IndexEntropyModel
+from .entropy import EntropyTables
 from .motion import MOTION_MERGE, block_warp, estimate_motion
 from .quantizer import QuantizerOutput, ResidualVQ
 
@@ -38,7 +38,16 @@ def _fp32(t: torch.Tensor):
 
 
 class VideoCodecModel(nn.Module):
-    """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context."""
+    """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context.
+
+        I:  x ──► i_enc ──► z ──► i_vq.encode ──► codes (S, h, w) ──► i_vq.decode ──► i_dec ──► + 0.5 ──► x_hat
+        P:  x, ref ──► motion (encoder only) ──► mv (2, bh, bw) ──► warp(ref, mv) = warped
+            x - warped ──► p_enc ──► z ──► p_vq.encode ──► codes ──► p_vq.decode ──► p_dec(·, p_ctx(warped))
+                                                                                   ──► + warped ──► x_hat
+
+    `forward` runs a clip for training (straight-through VQ, the losses' inputs); encode_* / decode_* are the
+    inference path, integers in and out. The codes and mv are what a frame is coded to; `entropy` holds the frozen
+    tables the coding layer (neuralcodec.coding) turns them into bytes with. The model itself knows no bytes."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -47,7 +56,7 @@ class VideoCodecModel(nn.Module):
         self.p_enc, self.p_dec, self.p_ctx = Encoder(3, cfg, bias=False), Decoder(cfg), ContextNet(cfg)
         self.i_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
         self.p_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
-        self.entropy = IndexEntropyModel(cfg)
+        self.entropy = EntropyTables()
 
     # building blocks shared by forward and the inference path --------------------
     @property
@@ -93,7 +102,7 @@ class VideoCodecModel(nn.Module):
         (the decoder sees the codes of vq.encode(z, n_stages, lam)): the amortized encoder's z is a guess, and the
         decoder is the judge (distortion(recon, x), default the squared error). I-frames with warped None, else
         P-frames decoded on the prediction warped. The caller picks among the steps + 1 candidates (see
-        codec.FrameCoder)."""
+        coding.FrameCoder)."""
         distortion = distortion or (lambda r, t: (r - t).pow(2).mean())
         with torch.no_grad():
             ctx = None if warped is None else self.p_ctx(warped)

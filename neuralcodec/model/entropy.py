@@ -1,177 +1,25 @@
-"""Entropy model of code indices and motion residuals: integer contexts and frozen CDF tables."""
+"""The model's frozen entropy tables: an int32 buffer in its state dict, written by the export's statistics pass
+and read by the coding layer (neuralcodec.coding.entropy), which alone knows their layout and turns integers into
+bytes."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from bitstream import BitstreamError, CdfTables, decode_symbols, decode_varints, encode_symbols, encode_varints
 
-from .config import ModelConfig
-from .motion import MV_MEDIAN, mv_to_residual, residual_to_mv
+class EntropyTables(nn.Module):
+    """Holds `cdf`, the quantized CDF tables (empty until exported); its size is set by the file it loads."""
 
-NUM_CTX = 4          # context of a stage symbol: [previous stage's code == 0] + 2 * [previous frame's code == 0]
-FRAME_TYPES = 2      # I, P
-
-
-MV_UNIFORM, MV_FIELD = b"\x01", b"\x02"   # first byte of a non-empty motion chunk (empty: no motion)
-
-
-class TablesNotExportedError(RuntimeError):
-    """Raised when coding is attempted before the integer CDF tables were built (see `update`)."""
-
-
-def stage_contexts(codes: np.ndarray, s: int, prev: np.ndarray | None) -> np.ndarray:
-    """Context (h, w) of stage s given the already known stage s-1 codes and the previous frame's codes."""
-    ctx = np.zeros(codes.shape[1:], dtype=np.int64)
-    if s > 0:
-        ctx += codes[s - 1] == 0
-    if prev is not None and s < prev.shape[0]:
-        ctx += 2 * (prev[s] == 0)
-    return ctx
-
-
-class IndexEntropyModel(nn.Module):
-    """Holds the integer CDF tables (a buffer in the state dict) and codes frames' integers with rANS."""
-
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self):
         super().__init__()
-        self.cfg = cfg
         self.register_buffer("cdf", torch.zeros(0, 0, dtype=torch.int32))
-        self._tables: CdfTables | None = None
-
-    # table layout -------------------------------------------------------------
-    def stage_table(self, ftype: int, s: int, ctx: np.ndarray) -> np.ndarray:
-        return (ftype * self.cfg.num_stages + s) * NUM_CTX + ctx
-
-    @property
-    def mv_table_base(self) -> int:
-        return FRAME_TYPES * self.cfg.num_stages * NUM_CTX
-
-    @property
-    def mv_tables(self) -> int:
-        """Motion residual tables: x and y; with MV_MEDIAN y has two, chosen by whether x's residual is zero."""
-        return 3 if self.cfg.mv_coding == MV_MEDIAN else 2
-
-    @property
-    def num_tables(self) -> int:
-        return self.mv_table_base + self.mv_tables
-
-    def mv_contexts(self, res: np.ndarray) -> np.ndarray:
-        """Table (2, bh, bw), counted from mv_table_base, of each motion residual (2, bh, bw): x's table for the
-        first component; y's depends under MV_MEDIAN on the x residual at the same block."""
-        ctx = np.zeros(res.shape, dtype=np.int64)
-        ctx[1] = 1
-        if self.cfg.mv_coding == MV_MEDIAN:
-            ctx[1] += res[0] == 0
-        return ctx
-
-    # statistics and export ------------------------------------------------------
-    def new_counts(self) -> dict[str, np.ndarray]:
-        s, k, a = self.cfg.num_stages, self.cfg.codebook_size, self.cfg.mv_alphabet
-        return {"stage": np.zeros((FRAME_TYPES, s, NUM_CTX, k), np.int64),
-                "mv": np.zeros((self.mv_tables, a), np.int64)}
-
-    def accumulate(self, counts: dict[str, np.ndarray], ftype: int, codes: np.ndarray,
-                   prev: np.ndarray | None, mv: np.ndarray | None) -> None:
-        """Add one frame's codes (n, h, w) and motion (2, bh, bw) to counts."""
-        for s in range(codes.shape[0]):
-            ctx = stage_contexts(codes, s, prev)
-            np.add.at(counts["stage"][ftype, s], (ctx.ravel(), codes[s].ravel()), 1)
-        if mv is not None:
-            res = mv_to_residual(mv, self.cfg.mv_coding)
-            sym = np.clip(res + self.cfg.mv_alphabet // 2, 0, self.cfg.mv_alphabet - 1)
-            np.add.at(counts["mv"], (self.mv_contexts(res).ravel(), sym.ravel()), 1)
-
-    def update(self, counts: dict[str, np.ndarray], prior: float = 0.05) -> None:
-        """Freeze the CDF tables from symbol counts (add-`prior` smoothing); needed before coding."""
-        pmfs = []
-        for t in range(FRAME_TYPES):
-            for s in range(self.cfg.num_stages):
-                for c in range(NUM_CTX):
-                    n = counts["stage"][t, s, c].astype(np.float64) + prior
-                    pmfs.append(n / n.sum())
-        for c in range(self.mv_tables):
-            n = counts["mv"][c].astype(np.float64) + prior
-            pmfs.append(n / n.sum())
-        tables = CdfTables.from_pmfs(pmfs)
-        self.cdf = torch.from_numpy(tables.to_array().astype(np.int32))
-        self._tables = tables
 
     @property
     def exported(self) -> bool:
         return self.cdf.numel() > 0
 
-    def tables(self) -> CdfTables:
-        if not self.exported:
-            raise TablesNotExportedError("entropy tables are not built: run update() (export) before coding")
-        if self._tables is None:
-            tables = CdfTables.from_array(self.cdf.numpy())
-            if len(tables) != self.num_tables:
-                raise ValueError(f"{len(tables)} entropy tables, the config needs {self.num_tables}")
-            self._tables = tables
-        return self._tables
-
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # buffer size changes on export
         key = prefix + "cdf"
         if key in state_dict:
             self.cdf = torch.zeros_like(state_dict[key])
-            self._tables = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    # coding ---------------------------------------------------------------------
-    def encode_codes(self, ftype: int, codes: np.ndarray, prev: np.ndarray | None) -> list[bytes]:
-        """One rANS chunk per stage for codes (n, h, w)."""
-        tables = self.tables()
-        return [encode_symbols(codes[s], self.stage_table(ftype, s, stage_contexts(codes, s, prev)), tables)
-                for s in range(codes.shape[0])]
-
-    def decode_codes(self, ftype: int, chunks: list[bytes], shape: tuple[int, int],
-                     prev: np.ndarray | None) -> np.ndarray:
-        """Inverse of encode_codes; stage s's context needs only stage s-1 and the previous frame."""
-        tables = self.tables()
-        codes = np.zeros((len(chunks),) + tuple(shape), dtype=np.int64)
-        for s, chunk in enumerate(chunks):
-            idx = self.stage_table(ftype, s, stage_contexts(codes, s, prev))
-            codes[s] = decode_symbols(chunk, idx, tables)
-        np.clip(codes, 0, self.cfg.codebook_size - 1, out=codes)  # corrupt data can only give valid indices
-        return codes
-
-    def encode_motion(self, mv: np.ndarray) -> bytes:
-        """Motion field (2, bh, bw): b"" if all zero, MV_UNIFORM + one vector, or MV_FIELD + residuals (with
-        MV_MEDIAN: varint length of the x residuals' rANS chunk, that chunk, then the y residuals' chunk)."""
-        half, base, tables = self.cfg.mv_alphabet // 2, self.mv_table_base, self.tables()
-        if not mv.any():
-            return b""
-        if (mv == mv[:, :1, :1]).all():
-            return MV_UNIFORM + encode_symbols(mv[:, :1, :1] + half, base + np.arange(2).reshape(2, 1, 1), tables)
-        res = mv_to_residual(mv, self.cfg.mv_coding)
-        idx = base + self.mv_contexts(res)
-        if self.cfg.mv_coding != MV_MEDIAN:
-            return MV_FIELD + encode_symbols(res + half, idx, tables)
-        xs = encode_symbols(res[0] + half, idx[0], tables)
-        return MV_FIELD + encode_varints([len(xs)]) + xs + encode_symbols(res[1] + half, idx[1], tables)
-
-    def decode_motion(self, data: bytes, shape: tuple[int, int], limit: int) -> np.ndarray:
-        half, base, tables = self.cfg.mv_alphabet // 2, self.mv_table_base, self.tables()
-        shape = tuple(shape)
-        if not data:
-            return np.zeros((2,) + shape, dtype=np.int64)
-        mode, body = data[:1], data[1:]
-        if mode == MV_UNIFORM:
-            v = decode_symbols(body, base + np.arange(2).reshape(2, 1, 1), tables).astype(np.int64) - half
-            mv = np.broadcast_to(v, (2,) + shape).copy()
-        elif mode == MV_FIELD and self.cfg.mv_coding == MV_MEDIAN:
-            (n,), used = decode_varints(body, 1)
-            if used + n > len(body):
-                raise BitstreamError("motion chunk truncated")
-            res = np.zeros((2,) + shape, dtype=np.int64)
-            res[0] = decode_symbols(body[used: used + n], np.full(shape, base), tables).astype(np.int64) - half
-            res[1] = decode_symbols(body[used + n:], base + self.mv_contexts(res)[1], tables).astype(np.int64) - half
-            mv = residual_to_mv(res, MV_MEDIAN)
-        elif mode == MV_FIELD:
-            ctx = np.broadcast_to(np.arange(2).reshape(2, 1, 1), (2,) + shape)
-            mv = residual_to_mv(decode_symbols(body, base + ctx, tables).astype(np.int64) - half)
-        else:
-            raise BitstreamError(f"unknown motion mode {mode[0]}")
-        return np.clip(mv, -limit, limit)

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..codec import Codec, FrameCoder, Level
+from ..codec import Codec
+from ..coding import FrameCoder, Level, SymbolCounts
 from ..model import VideoCodecModel
 from ..model.config import ModelConfig
 from ..model.motion import MV_CODINGS
@@ -46,18 +47,17 @@ def round_to_half(model: VideoCodecModel) -> None:
 
 
 def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], levels: dict[int, Level] | None = None,
-                      gop: int = 1000, progress: bool = True) -> dict[str, np.ndarray]:
+                      gop: int = 1000, progress: bool = True) -> SymbolCounts:
     """Symbol counts of the real coding path over clips (T, H, W, 3) uint8 at every quality level."""
     codec = Codec(model, "stats", "00" * 32, levels)
-    ent = model.entropy
-    counts = ent.new_counts()
+    counts = SymbolCounts(model.cfg)
     jobs = [(clip, lv) for clip in clips for lv in codec.levels.values()]
     for clip, lv in tqdm(jobs, disable=not progress, desc="statistics"):
         coder = FrameCoder(codec, clip.shape[2], clip.shape[1], lv, gop)
         for frame in clip:
             prev = coder.prev_codes
             ftype, codes, mv, _ = coder.analyse(frame)
-            ent.accumulate(counts, int(ftype), codes, prev, mv)
+            counts.add(int(ftype), codes, prev, mv)
     return counts
 
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     round_to_half(model)
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
     counts = gather_statistics(model, clips, levels)
-    model.entropy.update(counts)
+    model.entropy.cdf = counts.cdf()
     card = training_record(a.checkpoint, a.version, a.history_from, a.command, a.base_steps, a.base_cpu_hours,
                            a.run_hours, a.gpu)
     digest = save_model(model, a.name, a.out, levels=levels, card=card)
