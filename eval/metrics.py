@@ -1,7 +1,6 @@
 """Quality and rate metrics on uint8 RGB clips (T,H,W,3): PSNR (RGB, YUV 6:1:1), MS-SSIM, VMAF, ColorVideoVDP, bpp."""
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Iterable
 
@@ -9,6 +8,7 @@ import numpy as np
 import torch
 
 from eval.colour import rgb_to_ycbcr601_full
+from neuralcodec.metrics import psnr_from_mse
 
 FAST_METRICS = ("psnr", "msssim")
 ALL_METRICS = ("psnr", "msssim", "vmaf", "cvvdp")
@@ -43,11 +43,6 @@ def check_pair(ref: np.ndarray, dist: np.ndarray) -> None:
         raise ValueError(f"expected (T,H,W,3) RGB clips, got shape {ref.shape}")
     if ref.dtype != np.uint8 or dist.dtype != np.uint8:
         raise ValueError("expected uint8 frames")
-
-
-def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
-    """PSNR in dB for a mean squared error; inf when mse == 0."""
-    return math.inf if mse <= 0 else 10.0 * math.log10(peak * peak / mse)
 
 
 def rate(nbytes: int, frames: int, width: int, height: int, fps: Fraction) -> dict[str, float]:

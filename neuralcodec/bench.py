@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     import neuralcodec
+    from .metrics import clip_psnr
     codec = neuralcodec.load_codec(a.model)
     w, h = (int(v) for v in a.size.lower().split("x"))
     clip = sample_clip(w, h, a.frames)
@@ -47,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     frames = codec.decode(data)
     t2 = time.perf_counter()
     n_params = sum(p.numel() for p in codec.model.parameters())
-    mse = np.mean((frames.astype(np.float64) - clip) ** 2)
     kmac = codec.card["decoder_kmac_per_pixel"]
     print(f"model {codec.name}: {n_params / 1e6:.2f} M parameters, decoder {kmac['I']:.1f} / {kmac['P']:.1f} kMAC "
           f"per pixel (I / P), quality {q}, {torch.get_num_threads()} threads")
     print(f"{a.frames} frames {w}x{h}: {len(data) * 8 / (a.frames * w * h):.4f} bpp, "
-          f"PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB")
+          f"PSNR {clip_psnr(clip, frames):.2f} dB")
     print(f"encode {a.frames / (t1 - t0):.1f} frames/s, decode {a.frames / (t2 - t1):.1f} frames/s")
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from neuralcodec.io import atomic_output, open_video
+from neuralcodec.metrics import clip_psnr
 
 X264_OPTIONS = {"preset": "medium", "bframes": "0"}
 CRF_RANGE = (0, 51)
@@ -46,14 +47,6 @@ def sample_frames() -> tuple[Fraction, list[np.ndarray]]:
     with resources.as_file(resources.files("neuralcodec") / "assets" / "sample.mp4") as path:
         info, frames = open_video(path)
         return info.fps, list(frames)
-
-
-def psnr(reference: Sequence[np.ndarray], decoded: Sequence[np.ndarray]) -> float:
-    """PSNR in dB over all RGB samples of a clip (one MSE for the whole clip)."""
-    ref = np.stack(reference).astype(np.float64)
-    dec = np.stack(decoded).astype(np.float64)
-    mse = float(np.mean((ref - dec) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def x264_roundtrip(frames: Sequence[np.ndarray], fps: Fraction, crf: int) -> tuple[int, list[np.ndarray]]:
@@ -158,8 +151,8 @@ def run_demo(out_dir: str | os.PathLike = "ncodec-demo", codec=None,
     crf, x264_bytes, x264_decoded = match_x264(frames, fps, len(data))
     result = DemoResult(
         frames=count, width=width, height=height, fps=fps, model=codec.name, quality=quality,
-        ncodec_bytes=len(data), ncodec_bpp=len(data) * 8 / pixels, ncodec_psnr=psnr(frames, decoded),
-        x264_crf=crf, x264_bytes=x264_bytes, x264_bpp=x264_bytes * 8 / pixels, x264_psnr=psnr(frames, x264_decoded),
+        ncodec_bytes=len(data), ncodec_bpp=len(data) * 8 / pixels, ncodec_psnr=clip_psnr(frames, decoded),
+        x264_crf=crf, x264_bytes=x264_bytes, x264_bpp=x264_bytes * 8 / pixels, x264_psnr=clip_psnr(frames, x264_decoded),
         image=out_dir / "side_by_side.png", stream=stream)
 
     middle = count // 2

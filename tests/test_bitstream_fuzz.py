@@ -19,7 +19,6 @@ from fractions import Fraction
 import numpy as np
 
 from bitstream import (
-    FORMAT_VERSION,
     MAGIC,
     BitstreamError,
     BudgetExceededError,

