@@ -12,15 +12,10 @@ import torch
 
 
 def sample_clip(width: int, height: int, frames: int) -> np.ndarray:
-    """The packaged sample clip, resized to width x height (natural content with motion)."""
-    from pathlib import Path
-    path = Path(__file__).parent / "assets" / "sample.mp4"
-    out = []
-    with av.open(str(path)) as c:
-        for f in c.decode(video=0):
-            out.append(f.reformat(width=width, height=height, format="rgb24").to_ndarray())
-            if len(out) == frames:
-                break
+    """The packaged sample clip (demo.sample_frames), resized to width x height (natural content with motion)."""
+    from .demo import sample_frames
+    out = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(width=width, height=height).to_ndarray()
+           for f in sample_frames()[1][:frames]]
     while len(out) < frames:  # play it back and forth if more frames are asked for
         out.extend(out[-2::-1][: frames - len(out)])
     return np.stack(out)

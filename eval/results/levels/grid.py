@@ -1,8 +1,9 @@
 """Rate and quality of every (stages, lam_i, lam_p) level on the pack's natural *training* clips (first 20
 frames of bikes and bigbuckbunny, whole frames, GOP 32, medium preset): the grid that a level table is picked
-from. Writes one JSON line per point.
+from. Writes one JSON line per point. LEVELS, if given, is a JSON list of [stages, lam_i, lam_p] to measure
+instead of the full grid.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python eval/results/levels/grid.py MODEL OUT.jsonl"""
+    PYTHONPATH=. OMP_NUM_THREADS=1 python eval/results/levels/grid.py MODEL OUT.jsonl [LEVELS]"""
 import itertools
 import json
 import sys
@@ -21,6 +22,8 @@ base = load_codec(sys.argv[1])
 clips = {it["name"]: np.asarray(f[:20]) for it, f in iter_pack("data/train.ncpack", "train") if it["source"] == "video"}
 grid = [Level(s, li, lp) for s, li, lp in itertools.product(range(1, base.model.cfg.num_stages + 1), (0.005,),
                                                             (0.5, 0.1, 0.02, 0.005, 0.001, 0.0))]
+if len(sys.argv) > 3:
+    grid = [Level(*v) for v in json.loads(sys.argv[3])]
 with open(sys.argv[2], "w") as out:
     for lv in grid:
         codec = Codec(base.model, base.name, base.sha256, {1: lv})
