@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "1af692268d28e48d84a523ec97180a56ef2a3286153cdb4fe6cf5ada96774f30"),
+                   "c9b00d55c9a18f8901a90cae60f5de88e5011c83a34b17b6ae16f48619f154a8"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
