@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "c9b00d55c9a18f8901a90cae60f5de88e5011c83a34b17b6ae16f48619f154a8"),
+                   "45dfa310d43a263df6abe0e2e88e9dd60f6c7df8360fae82b6c8ace8f5aab076"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
