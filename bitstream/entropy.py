@@ -148,6 +148,11 @@ class CdfTables:
             out[i, 1 : 1 + r.size] = r
         return out
 
+    def symbol_bits(self, i: int) -> np.ndarray:
+        """Ideal code length in bits (K,) of each symbol of table i: -log2 of its frequency (escape bin excluded)."""
+        r = self._cdfs[i].astype(np.float64)
+        return -np.log2(np.diff(r)[:-1] / r[-1])
+
     @classmethod
     def from_array(cls, arr: np.ndarray) -> "CdfTables":
         """Inverse of to_array; ValueError if any row is not a valid CDF."""

@@ -194,6 +194,22 @@ def test_coded_size_close_to_empirical_entropy():
     assert np.array_equal(decode_symbols(data, idx, tables), sym)
 
 
+def test_symbol_bits_are_the_code_lengths_the_coder_spends():
+    # the encoder's entropy-constrained code choice prices symbols with symbol_bits: it must be what rANS spends
+    rng = np.random.default_rng(5)
+    k = 32
+    pmf = skewed_pmf(k, rng)
+    tables = CdfTables.from_pmfs([np.full(k, 1.0 / k), pmf])
+    np.testing.assert_allclose(tables.symbol_bits(0), np.log2(k), atol=1e-3)   # uniform: log2 K each
+    bits = tables.symbol_bits(1)
+    assert bits.shape == (k,) and np.all(bits > 0)
+    assert np.argmin(bits) == np.argmax(pmf)
+    sym = rng.choice(k, size=20000, p=pmf)
+    idx = np.ones(sym.size, dtype=np.int64)
+    ideal = bits[sym].sum() / 8
+    assert abs(len(encode_symbols(sym, idx, tables)) - ideal) <= 0.01 * ideal + 16
+
+
 def test_invalid_arguments():
     tables = CdfTables.from_pmfs([np.ones(4)])
     with pytest.raises(ValueError, match="indexes"):

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from dataclasses import replace
+
 import bitstream
 from neuralcodec.codec import PRESETS, FrameCoder, FrameType
+from neuralcodec.coding.entropy import stage_contexts
 from neuralcodec.ratecontrol import RateControl, parse_bitrate
 
 from conftest import textured_clip
@@ -37,6 +40,59 @@ def test_every_preset_decodes_with_the_standard_decoder(tiny_codec, preset):
     np.testing.assert_array_equal(decoded, tracked)   # encoder and decoder stay in step
     header, packets = bitstream.unpack_stream(data)
     assert header.version == 1 and [p.frame_type for p in packets] == [0, 1, 1, 1, 0]
+
+
+def test_code_cost_prices_codes_under_the_tables_the_coder_uses(tiny_codec):
+    # the rate term of entropy-constrained quantization selects the same table per position as encode_codes, so
+    # the bits it adds up are the coded size (within rANS's few bytes of overhead)
+    ent = tiny_codec.entropy
+    n, h, w = tiny_codec.model.cfg.num_stages, 12, 20
+    k = tiny_codec.model.cfg.codebook_size
+    rng = np.random.default_rng(3)
+    for ftype, with_prev in ((0, False), (1, True)):
+        codes = rng.integers(0, k, size=(n, h, w)) * (rng.random((n, h, w)) < 0.5)
+        prev = rng.integers(0, k, size=(n, h, w)) * (rng.random((n, h, w)) < 0.5) if with_prev else None
+        rate = ent.code_cost(ftype, (h, w), prev, 2.0)
+        chunks = ent.encode_codes(ftype, codes, prev)
+        for s in range(n):
+            above = torch.from_numpy(codes[s - 1].reshape(-1)) if s else None
+            cost = rate(s, above)
+            assert cost.shape == (h * w, k)
+            tables = ent.stage_table(ftype, s, stage_contexts(codes, s, prev)).reshape(-1)
+            want = np.stack([ent.tables.symbol_bits(int(t)) for t in tables])
+            np.testing.assert_allclose(cost.numpy(), 2.0 * want, rtol=1e-5)
+            ideal = float(cost.gather(1, torch.from_numpy(codes[s].reshape(-1, 1))).sum()) / 2.0
+            assert abs(8 * len(chunks[s]) - ideal) <= 0.02 * ideal + 64, (ftype, s)
+
+
+def test_entropy_constrained_encode_minimises_distance_plus_rate(tiny_model):
+    vq = tiny_model.i_vq
+    z = torch.randn(1, tiny_model.cfg.latent_dim, 5, 7, generator=torch.Generator().manual_seed(0))
+    k, npos = tiny_model.cfg.codebook_size, 35
+    plain = vq.encode(z, 3)
+    assert torch.equal(vq.encode(z, 3, 0.5, rate=lambda s, above: torch.zeros(npos, k)), plain)
+    seen = []
+
+    def cheap_three(s, above):   # code 3 free, every other code prohibitive
+        seen.append(None if above is None else above.clone())
+        cost = torch.full((npos, k), 1e9)
+        cost[:, 3] = 0
+        return cost
+    codes = vq.encode(z, 3, 0.5, rate=cheap_three)
+    assert torch.all(codes == 3)
+    assert seen[0] is None and all(torch.all(a == 3) and a.shape == (npos,) for a in seen[1:])
+
+
+@pytest.mark.parametrize("preset", ["medium", "slow"])
+def test_entropy_constrained_codes_decode_and_buy_fewer_bits(tiny_codec, preset):
+    clip = textured_clip(4, 32, 48, pan=2, seed=12)
+    sizes = []
+    for ecq in (0.0, 50.0):
+        p = replace(PRESETS[preset], ecq=ecq)
+        data, tracked = encode_and_track(tiny_codec, clip, quality=2, gop=4, preset=p)
+        np.testing.assert_array_equal(tiny_codec.decode(data), tracked)
+        sizes.append(len(data))
+    assert sizes[1] < sizes[0]
 
 
 def frame_costs(codec, clip, preset: str, quality: int, gop: int) -> list[float]:

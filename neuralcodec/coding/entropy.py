@@ -103,8 +103,28 @@ class EntropyCoder(TableLayout):
             raise TablesNotExportedError("the model has no frozen entropy tables: export it (its statistics pass) "
                                          "before coding")
         self.tables = CdfTables.from_array(cdf.numpy())
+        self._bits: torch.Tensor | None = None     # (stage tables, K) bits per code, for code_cost
         if len(self.tables) != self.num_tables:
             raise ValueError(f"{len(self.tables)} entropy tables, the config needs {self.num_tables}")
+
+    def code_cost(self, ftype: int, shape: tuple[int, int], prev: np.ndarray | None, scale: float):
+        """The rate term of entropy-constrained quantization (ResidualVQ.encode's rate) for one frame of latent
+        shape (h, w): scale x the bits of every code under the frozen table that its position's context selects,
+        given the previous frame's codes prev (n, h, w) or None. Encoder-side only: it changes which codes are
+        sent, never how they parse."""
+        if self._bits is None:
+            n = FRAME_TYPES * self.cfg.num_stages * NUM_CTX
+            self._bits = torch.from_numpy(np.stack([self.tables.symbol_bits(i) for i in range(n)])).float()
+        npos = shape[0] * shape[1]
+
+        def rate(s: int, above: torch.Tensor | None) -> torch.Tensor:
+            ctx = torch.zeros(npos, dtype=torch.int64)
+            if above is not None:
+                ctx += above == 0
+            if prev is not None and s < prev.shape[0]:
+                ctx += 2 * torch.from_numpy(prev[s].reshape(-1) == 0)
+            return scale * self._bits[(ftype * self.cfg.num_stages + s) * NUM_CTX + ctx]
+        return rate
 
     def encode_codes(self, ftype: int, codes: np.ndarray, prev: np.ndarray | None) -> list[bytes]:
         """One rANS chunk per stage for codes (n, h, w)."""

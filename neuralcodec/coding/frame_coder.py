@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SCENECUT = 6.0     # dB; see FrameCoder.scene_cut
 SCENECUT_MAX_PSNR = 30.0   # a prediction better than this (dB) is never a scene cut
+ECQ = 0.3                  # entropy-constrained codes: multiplier of the level's lam, chosen on the validation clips
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Preset:
     refine_steps: int = 0             # gradient steps on each frame's latent through the decoder (Model.refine)
     skip_choice: bool = False         # P-frames: also try sending no residual at all (all-zero codes)
     motion_merge: float = MOTION_MERGE  # a block takes its motion predictor's vector within this mean abs luma
+    ecq: float = ECQ                  # entropy-constrained codes: bits cost ecq x the level's lam each (0: off)
 
     @property
     def rd_search(self) -> bool:
@@ -159,10 +161,18 @@ class FrameCoder:
     def _lam(self, a: Analysis, level: Level) -> float:
         return level.lam_i if a.ftype == FrameType.I else level.lam_p
 
+    def _rate(self, a: Analysis, level: Level):
+        """The preset's rate term for ResidualVQ.encode (entropy-constrained codes), or None (the zero rule)."""
+        lam = self._lam(a, level)
+        if self.preset.ecq <= 0 or lam <= 0:
+            return None
+        return self.codec.entropy.code_cost(int(a.ftype), self.latent_shape, self.prev_codes, self.preset.ecq * lam)
+
     @torch.no_grad()
     def codes(self, a: Analysis, level: Level) -> torch.Tensor:
-        """The codes (1, n, h, w) of the encoder's latent at a level (nearest codes, the level's thresholds)."""
-        return self._vq(a)[0].encode(a.z, level.stages, self._lam(a, level))
+        """The codes (1, n, h, w) of the encoder's latent at a level: the nearest codes with the level's zero
+        rule, or with the preset's ecq those of least squared error + ecq x lam x bits under the frozen tables."""
+        return self._vq(a)[0].encode(a.z, level.stages, self._lam(a, level), self._rate(a, level))
 
     def bits(self, a: Analysis, codes: torch.Tensor) -> int:
         """Coded size of codes in bits (the motion chunk, the same for every level, not counted)."""
@@ -215,7 +225,7 @@ class FrameCoder:
             return self._mse(a, recon) + lam * self.bits(a, codes) / npix
 
         candidates = self.model.refine(a.x, a.z, vq, level.stages, self._lam(a, level), self.preset.refine_steps,
-                                       warped)
+                                       warped, rate=self._rate(a, level))
         best = min(((cost(c, r), k, c, r) for k, (c, r) in enumerate(candidates)), key=lambda t: t[:2])
         if self.preset.skip_choice and a.ftype == FrameType.P:
             zero = torch.zeros_like(plain)

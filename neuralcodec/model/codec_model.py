@@ -96,11 +96,12 @@ class VideoCodecModel(nn.Module):
     def refine(self, x: torch.Tensor, z: torch.Tensor, vq: ResidualVQ, n_stages: int, lam: float, steps: int,
                warped: torch.Tensor | None = None, lr: float = 0.02,
                distortion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               rate: Callable[[int, torch.Tensor | None], torch.Tensor] | None = None,
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Candidates (codes, reconstruction) for frame x: those of the encoder's latent z, then after each of
         `steps` Adam steps that move z to lower the decoder's squared error through a straight-through quantizer
-        (the decoder sees the codes of vq.encode(z, n_stages, lam)): the amortized encoder's z is a guess, and the
-        decoder is the judge (distortion(recon, x), default the squared error). I-frames with warped None, else
+        (the decoder sees the codes of vq.encode(z, n_stages, lam, rate)): the amortized encoder's z is a guess,
+        and the decoder is the judge (distortion(recon, x), default the squared error). I-frames with warped None, else
         P-frames decoded on the prediction warped. The caller picks among the steps + 1 candidates (see
         coding.FrameCoder)."""
         distortion = distortion or (lambda r, t: (r - t).pow(2).mean())
@@ -112,7 +113,7 @@ class VideoCodecModel(nn.Module):
         opt = torch.optim.Adam([z], lr=lr * float(z.detach().std().clamp(min=1e-3)))
         for k in range(steps + 1):
             with torch.no_grad():
-                codes = vq.encode(z, n_stages, lam)
+                codes = vq.encode(z, n_stages, lam, rate)
                 q = vq.decode(codes)
             with torch.enable_grad():
                 recon = base + dec(z + (q - z).detach(), ctx).float()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -36,11 +37,14 @@ class Codebook(nn.Module):
         self.register_buffer("embed_sum", torch.zeros(size, dim))
         self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
 
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared distance (N, size) of each row of x (N, dim) to every code."""
+        e = self.embed
+        return x.pow(2).sum(1, keepdim=True) - 2 * x @ e.t() + e.pow(2).sum(1)[None]
+
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest code index for each row of x (N, dim)."""
-        e = self.embed
-        dist2 = x.pow(2).sum(1, keepdim=True) - 2 * x @ e.t() + e.pow(2).sum(1)[None]
-        return dist2.argmin(1)
+        return self.distances(x).argmin(1)
 
     def dequantize(self, idx: torch.Tensor) -> torch.Tensor:
         return F.embedding(idx, self.embed)
@@ -171,18 +175,26 @@ class ResidualVQ(nn.Module):
             quantized = z + (quantized - z).detach()
         return QuantizerOutput(quantized, torch.stack(codes, 1), commit, metrics)
 
-    def encode(self, z: torch.Tensor, n_stages: int, lam: float = 0.0) -> torch.Tensor:
+    def encode(self, z: torch.Tensor, n_stages: int, lam: float = 0.0,
+               rate: Callable[[int, torch.Tensor | None], torch.Tensor] | None = None) -> torch.Tensor:
         """Code indices (B, n_stages, h, w) of z.
 
         With lam > 0 a stage sends the zero code (cheap to entropy code) wherever the best code would
         reduce the squared residual by less than lam: rate-distortion optimised quantization.
+        rate, when given, replaces that rule by entropy-constrained quantization: rate(s, codes of stage s-1
+        (B*h*w,) or None) is the cost (B*h*w, size) of every code at every position in units of the squared
+        residual (an entropy model's bits times a multiplier), and each stage sends the code of least squared
+        residual + rate. The decoder needs neither: it only sees the codes.
         """
         b, d, h, w = z.shape
         residual = z.permute(0, 2, 3, 1).reshape(-1, d)
         codes = []
-        for cb in self.stages[:n_stages]:
-            idx = cb.quantize(residual)
-            if lam > 0:
+        for s, cb in enumerate(self.stages[:n_stages]):
+            if rate is not None:
+                idx = (cb.distances(residual) + rate(s, codes[-1].reshape(-1) if codes else None)).argmin(1)
+            else:
+                idx = cb.quantize(residual)
+            if lam > 0 and rate is None:
                 gain = residual.pow(2).sum(1) - (residual - cb.dequantize(idx)).pow(2).sum(1)
                 idx = torch.where(gain < lam, torch.zeros_like(idx), idx)
             residual = residual - cb.dequantize(idx)
