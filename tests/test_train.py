@@ -199,6 +199,34 @@ def test_export_carries_the_training_record_on(data_root, tiny_model, tmp_path):
     assert load_codec(shipped).card["version"] == "0.2"
 
 
+def test_reexport_of_a_shipped_model_recounts_its_tables_on_the_codes_sent(data_root, tiny_model, tmp_path):
+    """export of a shipped model keeps its weights, levels and record (one more command) and gives it new tables;
+    with --ecq-passes 1 they are counted on the entropy-constrained codes the encoder sends, not the nearest."""
+    from neuralcodec.coding import Level
+    from neuralcodec.registry import load_codec, save_model
+    from neuralcodec.training import export
+    levels = {1: Level(1, 0.0, 0.2), 2: Level(2, 0.01, 0.05)}
+    start = tmp_path / "start.safetensors"
+    save_model(tiny_model, "tiny-test", start, levels=levels,
+               card={"version": "0.1", "steps": 120, "cpu_hours": 0.5, "gpu_hours": 0.0, "commands": ["first run"]})
+    common = ["--name", "tiny-test", "--data-root", str(data_root), "--clips", "2", "--clip-len", "3", "--crop", "32"]
+    outs = {}
+    for passes in (0, 1):
+        outs[passes] = tmp_path / f"re{passes}.safetensors"
+        assert export.main([str(start), "-o", str(outs[passes]), "--ecq-passes", str(passes), "--version", "0.1.1",
+                            "--command", "retable"] + common) == 0
+    src, re0, re1 = (load_codec(p) for p in (start, outs[0], outs[1]))
+    assert re1.levels == src.levels == levels and re1.card["version"] == "0.1.1"
+    assert re1.training["steps"] == 120 and re1.training["commands"] == ["first run", "retable"]
+    for k, v in src.model.state_dict().items():
+        if k != "entropy.cdf":
+            assert torch.equal(v, re1.model.state_dict()[k]), k
+    assert not torch.equal(re0.model.entropy.cdf, re1.model.entropy.cdf)
+    clip = textured_clip(3, 32, 48, pan=1)
+    data = re1.encode(clip, quality=1)
+    assert np.asarray(re1.decode(data)).shape == clip.shape
+
+
 def test_checkpoint_average_exports_and_mv_coding_override(data_root, tmp_path):
     """average --last 2 is the mean of the last two checkpoints' float tensors (integer buffers and step from the
     newest), never replaces a file without --force, and exports like any checkpoint; --mv-coding sets the

@@ -12,11 +12,13 @@ import torch
 from tqdm import tqdm
 
 from ..codec import Codec
-from ..coding import FrameCoder, Level, SymbolCounts
+from ..coding import PRESETS, FrameCoder, Level, SymbolCounts
 from ..model import VideoCodecModel
 from ..model.config import ModelConfig
 from ..model.motion import MV_CODINGS
 from ..registry import save_model
+
+ECQ_PASSES = 1   # see retable
 
 
 def build_model(cfg: ModelConfig, weights: dict[str, torch.Tensor], mv_coding: int | None = None) -> VideoCodecModel:
@@ -47,18 +49,37 @@ def round_to_half(model: VideoCodecModel) -> None:
 
 
 def gather_statistics(model: VideoCodecModel, clips: list[np.ndarray], levels: dict[int, Level] | None = None,
-                      gop: int = 1000, progress: bool = True) -> SymbolCounts:
-    """Symbol counts of the real coding path over clips (T, H, W, 3) uint8 at every quality level."""
+                      gop: int = 1000, progress: bool = True, ecq: float = 0.0) -> SymbolCounts:
+    """Symbol counts of the real coding path over clips (T, H, W, 3) uint8 at every quality level, with the
+    medium preset's motion search. ecq 0: the nearest codes (no tables needed); ecq > 0: the entropy-constrained
+    codes the encoder sends (Preset.ecq), priced under the model's current tables (a previous pass's)."""
     codec = Codec(model, "stats", "00" * 32, levels)
     counts = SymbolCounts(model.cfg)
+    preset = replace(PRESETS["medium"], ecq=ecq)
     jobs = [(clip, lv) for clip in clips for lv in codec.levels.values()]
     for clip, lv in tqdm(jobs, disable=not progress, desc="statistics"):
-        coder = FrameCoder(codec, clip.shape[2], clip.shape[1], lv, gop)
+        coder = FrameCoder(codec, clip.shape[2], clip.shape[1], lv, gop, preset=preset)
         for frame in clip:
             prev = coder.prev_codes
             ftype, codes, mv, _ = coder.analyse(frame)
             counts.add(int(ftype), codes, prev, mv)
     return counts
+
+
+def retable(model: VideoCodecModel, clips: list[np.ndarray], levels: dict[int, Level] | None = None,
+            ecq_passes: int = 0, progress: bool = True) -> torch.Tensor:
+    """The frozen CDF tables of a model: counted on the nearest codes, then ecq_passes times on the codes that
+    the encoder's entropy-constrained choice (Preset.ecq, the default) sends under the previous pass's tables,
+    so that the tables describe what is coded. Leaves the model's own tables as they were."""
+    old = model.entropy.cdf
+    try:
+        cdf = gather_statistics(model, clips, levels, progress=progress).cdf()
+        for _ in range(ecq_passes):
+            model.entropy.cdf = cdf
+            cdf = gather_statistics(model, clips, levels, progress=progress, ecq=PRESETS["medium"].ecq).cdf()
+    finally:
+        model.entropy.cdf = old
+    return cdf
 
 
 def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -> list[np.ndarray]:
@@ -96,7 +117,8 @@ def training_record(checkpoint: str | Path, version: str | None, history: str | 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.training.export", description=__doc__)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a training checkpoint (.pt), or a shipped model (name or .safetensors): "
+                                      "new tables and card for the same weights, its levels and record carried on")
     p.add_argument("-o", "--out", required=True, help="output .safetensors")
     p.add_argument("--name", default="ncodec-base")
     p.add_argument("--data-root", default="data/")
@@ -112,18 +134,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-hours", type=float, help="this run's hours (default: the log.csv beside the checkpoint)")
     p.add_argument("--gpu", action="store_true", help="this run's hours were on a GPU")
     p.add_argument("--command", help="the training command of this run, recorded in the card")
+    p.add_argument("--ecq-passes", type=int, default=ECQ_PASSES,
+                   help="recount the tables this many times on the entropy-constrained codes the encoder sends under "
+                        "the previous pass's tables (0: counted on the nearest codes only; default %(default)s)")
     p.add_argument("--mv-coding", type=int, choices=MV_CODINGS, default=ModelConfig().mv_coding,
                    help="motion vector prediction: 0 left neighbour, 1 median with x/y context (default %(default)s)")
     a = p.parse_args(argv)
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
-    model = load_checkpoint(a.checkpoint, a.mv_coding)
-    round_to_half(model)
+    if a.checkpoint.endswith(".pt"):
+        model = load_checkpoint(a.checkpoint, a.mv_coding)
+        round_to_half(model)
+        card = training_record(a.checkpoint, a.version, a.history_from, a.command, a.base_steps, a.base_cpu_hours,
+                               a.run_hours, a.gpu)
+    else:   # no training: the shipped weights (already fp16-rounded), its levels, its record, one more command
+        from ..registry import load_codec
+        src = load_codec(a.checkpoint)
+        model, levels = src.model, levels or src.levels
+        t = src.training
+        card = {"version": a.version or t.get("version"), "steps": t.get("steps", 0),
+                "cpu_hours": t.get("cpu_hours", 0.0), "gpu_hours": t.get("gpu_hours", 0.0),
+                "commands": list(t.get("commands", [])) + ([a.command] if a.command else [])}
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
-    counts = gather_statistics(model, clips, levels)
-    model.entropy.cdf = counts.cdf()
-    card = training_record(a.checkpoint, a.version, a.history_from, a.command, a.base_steps, a.base_cpu_hours,
-                           a.run_hours, a.gpu)
+    model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
     digest = save_model(model, a.name, a.out, levels=levels, card=card)
     size = Path(a.out).stat().st_size
     n_params = sum(p.numel() for p in model.parameters())
