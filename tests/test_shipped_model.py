@@ -52,8 +52,12 @@ def test_panning_clip_p_frames_under_30_percent(codec, still):
     assert np.mean(p_bytes) < 0.30 * i_bytes, (i_bytes, p_bytes)
 
 
-def test_quality_levels_are_monotone(codec, still):
-    clip = np.stack([still[:, 2 * t: 2 * t + 304] for t in range(3)])
+def test_quality_levels_are_monotone(codec):
+    # natural motion: the sample clip's first 3 frames. (On a synthetic 2-pixel pan of one still, whose P-frames
+    # are predicted almost perfectly, the entropy-constrained encoder rightly sends no P residual at levels 1-2 or
+    # 3-4, which differ only in the P threshold, so those pairs tie in size.)
+    with av.open(str(SAMPLE)) as c:
+        clip = np.stack([f.to_ndarray(format="rgb24")[:128, :304] for _, f in zip(range(3), c.decode(video=0))])
     sizes, psnrs = [], []
     for q in codec.qualities:
         data = codec.encode(clip, quality=q)
