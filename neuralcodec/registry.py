@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "45dfa310d43a263df6abe0e2e88e9dd60f6c7df8360fae82b6c8ace8f5aab076"),
+                   "9c8d581f129c2cb504af08a2fd363380b1cfcb5d5618aa16fa30036e1780621d"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
