@@ -2,11 +2,11 @@
 --bitrate lands on its target."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
-
-from dataclasses import replace
 
 import bitstream
 from neuralcodec.codec import PRESETS, FrameCoder, FrameType

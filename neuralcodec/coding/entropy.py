@@ -23,9 +23,15 @@ class TablesNotExportedError(RuntimeError):
 
 def stage_contexts(codes: np.ndarray, s: int, prev: np.ndarray | None) -> np.ndarray:
     """Context (h, w) of stage s given the already known stage s-1 codes and the previous frame's codes."""
-    ctx = np.zeros(codes.shape[1:], dtype=np.int64)
-    if s > 0:
-        ctx += codes[s - 1] == 0
+    return contexts_above(codes[s - 1] if s > 0 else None, s, prev, codes.shape[1:])
+
+
+def contexts_above(above: np.ndarray | None, s: int, prev: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Context (h, w) of stage s given the stage s-1 codes above (h, w) (None for stage 0) and the previous
+    frame's codes prev (n, h, w) or None: [above == 0] + 2 [previous frame's code of this stage == 0]."""
+    ctx = np.zeros(shape, dtype=np.int64)
+    if above is not None:
+        ctx += above == 0
     if prev is not None and s < prev.shape[0]:
         ctx += 2 * (prev[s] == 0)
     return ctx
@@ -113,17 +119,13 @@ class EntropyCoder(TableLayout):
         given the previous frame's codes prev (n, h, w) or None. Encoder-side only: it changes which codes are
         sent, never how they parse."""
         if self._bits is None:
-            n = FRAME_TYPES * self.cfg.num_stages * NUM_CTX
-            self._bits = torch.from_numpy(np.stack([self.tables.symbol_bits(i) for i in range(n)])).float()
-        npos = shape[0] * shape[1]
+            stage_tables = range(self.mv_table_base)      # the stage tables come first, then the motion tables
+            self._bits = torch.from_numpy(np.stack([self.tables.symbol_bits(i) for i in stage_tables])).float()
 
         def rate(s: int, above: torch.Tensor | None) -> torch.Tensor:
-            ctx = torch.zeros(npos, dtype=torch.int64)
-            if above is not None:
-                ctx += above == 0
-            if prev is not None and s < prev.shape[0]:
-                ctx += 2 * torch.from_numpy(prev[s].reshape(-1) == 0)
-            return scale * self._bits[(ftype * self.cfg.num_stages + s) * NUM_CTX + ctx]
+            up = None if above is None else above.numpy().reshape(shape)
+            tables = self.stage_table(ftype, s, contexts_above(up, s, prev, shape)).reshape(-1)
+            return scale * self._bits[torch.from_numpy(tables)]
         return rate
 
     def encode_codes(self, ftype: int, codes: np.ndarray, prev: np.ndarray | None) -> list[bytes]:

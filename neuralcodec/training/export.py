@@ -95,24 +95,30 @@ def run_hours(checkpoint: str | Path) -> float | None:
     return None if seconds is None else seconds / 3600
 
 
+def carry_on(prev: dict, version: str | None, steps: int = 0, hours: float = 0.0, gpu: bool = False,
+             command: str | None = None, base_steps: int = 0, base_hours: float = 0.0) -> dict:
+    """A training record (registry.CARD_FIELDS): prev's (a shipped model's record; base_* where it has none) with
+    this run's steps and hours added and its command appended."""
+    start = {"steps": base_steps, "cpu_hours": base_hours, "gpu_hours": 0.0, "commands": []}
+    prev = {k: (prev.get(k) if prev.get(k) is not None else start[k]) for k in start}
+    return {"version": version, "steps": prev["steps"] + steps,
+            "cpu_hours": prev["cpu_hours"] + (0.0 if gpu else hours),
+            "gpu_hours": prev["gpu_hours"] + (hours if gpu else 0.0),
+            "commands": list(prev["commands"]) + ([command] if command else [])}
+
+
 def training_record(checkpoint: str | Path, version: str | None, history: str | None, command: str | None,
                     base_steps: int = 0, base_hours: float = 0.0, hours: float | None = None,
                     gpu: bool = False) -> dict:
-    """The model card's training record (registry.CARD_FIELDS): this run's steps and hours added to those of the
-    model it continued from (history: a model name or file; base_* where that file has no record)."""
+    """The model card's training record: this run's steps and hours added to those of the model it continued from
+    (history: a model name or file; base_* where that file has no record)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    steps = int(state["step"])
     hours = run_hours(checkpoint) if hours is None else hours
-    prev = {"steps": base_steps, "cpu_hours": base_hours, "gpu_hours": 0.0, "commands": []}
+    prev = {}
     if history:
         from ..registry import load_codec
-        t = load_codec(history).training
-        prev = {k: (t.get(k) if t.get(k) is not None else prev[k]) for k in prev}
-    run = hours or 0.0
-    return {"version": version, "steps": prev["steps"] + steps,
-            "cpu_hours": prev["cpu_hours"] + (0.0 if gpu else run),
-            "gpu_hours": prev["gpu_hours"] + (run if gpu else 0.0),
-            "commands": list(prev["commands"]) + ([command] if command else [])}
+        prev = load_codec(history).training
+    return carry_on(prev, version, int(state["step"]), hours or 0.0, gpu, command, base_steps, base_hours)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..registry import load_codec
         src = load_codec(a.checkpoint)
         model, levels = src.model, levels or src.levels
-        t = src.training
-        card = {"version": a.version or t.get("version"), "steps": t.get("steps", 0),
-                "cpu_hours": t.get("cpu_hours", 0.0), "gpu_hours": t.get("gpu_hours", 0.0),
-                "commands": list(t.get("commands", [])) + ([a.command] if a.command else [])}
+        card = carry_on(src.training, a.version or src.training.get("version"), command=a.command)
     clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
     model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
     digest = save_model(model, a.name, a.out, levels=levels, card=card)

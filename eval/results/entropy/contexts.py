@@ -18,7 +18,7 @@ import torch
 
 from eval.compare import validation_clips
 from neuralcodec import load_codec
-from neuralcodec.coding import FrameCoder
+from neuralcodec.coding import FrameCoder, stage_contexts
 from neuralcodec.training.export import training_clips
 
 
@@ -29,14 +29,7 @@ def nonzero_3x3(a: np.ndarray) -> np.ndarray:
     return sum(nz[i:i + h, j:j + w] for i in range(3) for j in range(3))
 
 
-def ctx_base(codes, s, prev):
-    """The shipped context: [previous stage's code == 0] + 2 [previous frame's code == 0] (4)."""
-    c = np.zeros(codes.shape[1:], np.int64)
-    if s > 0:
-        c += codes[s - 1] == 0
-    if prev is not None and s < prev.shape[0]:
-        c += 2 * (prev[s] == 0)
-    return c
+ctx_base = stage_contexts   # the shipped context: [previous stage's code == 0] + 2 [previous frame's code == 0] (4)
 
 
 def bucket(n: np.ndarray) -> np.ndarray:
