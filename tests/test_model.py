@@ -47,26 +47,6 @@ def test_quantizer_stages_refine_latent(tiny_model):
     assert all(a >= b for a, b in zip(errs, errs[1:])), errs
 
 
-def test_training_forward_quantizes_each_sample_as_encode_does(tiny_model):
-    """Train as the encoder codes: with per-sample stages and thresholds, the training pass's codes are
-    encode's (zero rule included), so the decoder learns on what it will be sent."""
-    import copy
-    vq = copy.deepcopy(tiny_model.i_vq).train()
-    for cb in vq.stages:                      # no codebook movement, so the two paths see the same codes
-        cb.decay, cb.dead_threshold = 1.0, 0.0
-    z = torch.randn(3, TINY.latent_dim, 4, 6, generator=torch.Generator().manual_seed(0))
-    vq(z, 1)                                   # settle the EMA's smoothing once
-    n, lam = torch.tensor([TINY.num_stages, 2, TINY.num_stages]), torch.tensor([0.0, 0.3, 1e9])
-    out = vq(z, n, lam)
-    assert bool((out.codes[2] == 0).all()) and bool((out.codes[0] != 0).any())
-    vq.eval()
-    for b in range(3):
-        want = vq.encode(z[b:b + 1], int(n[b]), float(lam[b]))
-        assert torch.equal(out.codes[b:b + 1, :int(n[b])], want), b
-    assert bool((vq.encode(z[1:2], 2, 0.3) == 0).any()) and not torch.equal(vq.encode(z[1:2], 2, 0.3),
-                                                                            vq.encode(z[1:2], 2))
-
-
 def test_encoding_is_deterministic(tiny_codec):
     clip = textured_clip(4, 32, 48, pan=1, seed=8)
     assert tiny_codec.encode(clip, quality=2) == tiny_codec.encode(clip, quality=2)

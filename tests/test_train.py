@@ -143,25 +143,6 @@ def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
         assert torch.allclose(state["model"][k], ref[k], atol=1e-6), k
 
 
-def test_training_on_the_quality_table_of_the_init_model(data_root, tiny_model, tmp_path):
-    from neuralcodec.registry import load_codec, save_model
-    from conftest import TINY_LEVELS
-    path = tmp_path / "tiny.safetensors"
-    save_model(tiny_model, "tiny-test", path, half=False, levels=TINY_LEVELS)
-    out = tmp_path / "run"
-    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "2",
-                      "--init-from", str(path), "--levels", "init"])
-    levels = json.loads(json.loads((out / "config.json").read_text())["levels"])
-    assert levels == {str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in load_codec(path).levels.items()}
-    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"] == 2
-    for bad in ('{"1": [9, 0, 0]}', '{"1": [1, -1, 0]}', "[1, 2]", "{}"):
-        with pytest.raises(ValueError, match="levels"):
-            main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(tmp_path / "bad"), "--steps", "1",
-                              "--levels", bad])
-    with pytest.raises(SystemExit, match="init-from"):
-        main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(tmp_path / "bad"), "--levels", "init"])
-
-
 def test_bf16_run_keeps_quantizer_in_float32(data_root, tmp_path):
     """--bf16 (the default) trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
     quantizer still picks the float32 nearest codes of the float32 latent."""

@@ -132,13 +132,10 @@ class ResidualVQ(nn.Module):
             energies.append(float(x.pow(2).mean()))
         return energies
 
-    def forward(self, z: torch.Tensor, n_stages: torch.Tensor | int | None = None,
-                lam: torch.Tensor | float = 0.0) -> QuantizerOutput:
+    def forward(self, z: torch.Tensor, n_stages: torch.Tensor | int | None = None, lam: float = 0.0) -> QuantizerOutput:
         """Quantize z (B, D, h, w) with all stages, keep the first n_stages per sample (quantizer dropout).
 
-        In eval mode this is decode(encode(z)), with encode's rate-distortion threshold lam. In training lam
-        (a float, or one per sample) applies encode's zero rule too, so the decoder learns on codes like those
-        the encoder sends; the codebooks still follow the nearest codes (EMA), as with lam 0.
+        In eval mode this is decode(encode(z)), with encode's rate-distortion threshold lam.
         """
         b, d, h, w = z.shape
         if n_stages is None:
@@ -147,10 +144,6 @@ class ResidualVQ(nn.Module):
             n = int(n_stages) if isinstance(n_stages, int) else int(n_stages.max())
             if not isinstance(n_stages, int) and bool((n_stages != n).any()):
                 raise ValueError("eval-mode forward needs the same number of stages for the whole batch")
-            if isinstance(lam, torch.Tensor):
-                if bool((lam != lam.flatten()[0]).any()):
-                    raise ValueError("eval-mode forward needs the same lam for the whole batch")
-                lam = float(lam.flatten()[0])
             codes = self.encode(z, n, lam)
             return QuantizerOutput(self.decode(codes), codes, z.new_zeros(()), {})
         if isinstance(n_stages, int):
@@ -158,8 +151,6 @@ class ResidualVQ(nn.Module):
         n_stages = n_stages.to(z.device)
         x = z.permute(0, 2, 3, 1).reshape(-1, d)
         keep_rows = n_stages.repeat_interleave(h * w)
-        lam_rows = (torch.as_tensor(lam, dtype=x.dtype, device=x.device).expand(b).repeat_interleave(h * w)
-                    if isinstance(lam, torch.Tensor) or lam > 0 else None)
         residual = x.detach()
         qsum = torch.zeros_like(x)
         commit = z.new_zeros(())
@@ -171,10 +162,6 @@ class ResidualVQ(nn.Module):
             if self.training:
                 cb.ema_update(residual, idx)
                 q = cb.dequantize(idx)
-                if lam_rows is not None:  # encode's zero rule, per sample
-                    gain = residual.pow(2).sum(1) - (residual - q).pow(2).sum(1)
-                    idx = torch.where(gain < lam_rows, torch.zeros_like(idx), idx)
-                    q = cb.dequantize(idx)
                 if mask.sum() > 0:
                     commit = commit + ((x - qsum.detach() - q.detach()).pow(2) * mask).sum() / (mask.sum() * d)
                 usage = torch.bincount(idx, minlength=cb.size).float()

@@ -41,9 +41,6 @@ class TrainConfig:
     lr: float = 3e-4
     lr_min: float = 3e-5
     min_stages: int = 1               # quantizer dropout: stages per sample drawn in [min_stages, num_stages]
-    levels: str = ""                  # train as the encoder codes: a quality table as JSON ({"1": [stages, lam_i,
-                                      # lam_p], ...}; "init": the --init-from model's); each sample draws a level and
-                                      # is quantized with its stages and zero-rule thresholds, not quantizer dropout
     w_msssim: float = 0.2
     w_commit: float = 0.25
     w_latent_l1: float = 0.01         # rate proxy on P-frame latents
@@ -78,18 +75,6 @@ def logged_elapsed(log: Path, step: int | None = None) -> float | None:
     with log.open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("elapsed_s") and (step is None or int(r["step"]) <= step)]
     return float(rows[-1]["elapsed_s"]) if rows else None
-
-
-def level_table(text: str, num_stages: int) -> torch.Tensor:
-    """TrainConfig.levels as a (L, 3) float64 tensor of (stages, lam_i, lam_p) rows."""
-    try:
-        rows = [tuple(float(v) for v in row) for row in json.loads(text).values()]
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"levels: not a quality table {{\"1\": [stages, lam_i, lam_p], ...}}: {e}") from None
-    if not rows or any(len(r) != 3 or not (1 <= r[0] <= num_stages and r[0] == int(r[0]))
-                       or min(r[1:]) < 0 for r in rows):
-        raise ValueError(f"levels: each level needs 1-{num_stages} stages and thresholds >= 0")
-    return torch.tensor(rows, dtype=torch.float64)
 
 
 def _rank() -> int:
@@ -145,7 +130,6 @@ class Trainer:
             self.train_ds = ClipDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop,
                                         seed=cfg.seed * 1000 + _rank(), weights=cfg.weights)
             self.val_ds = ClipDataset(cfg.data_root, "val", cfg.clip_len, cfg.crop, seed=12345, weights=cfg.weights)
-        self.levels = level_table(cfg.levels, cfg.model.num_stages) if cfg.levels else None
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -225,16 +209,10 @@ class Trainer:
         b, t = clip.shape[:2]
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        lam = {}
-        if self.levels is not None:   # (L, 3): stages, lam_i, lam_p
-            pick = self.levels[torch.randint(len(self.levels), (b,))]
-            n = pick[:, 0].long()
-            lam = {"lam_i": pick[:, 1].to(self.device), "lam_p": pick[:, 2].to(self.device)}
-        else:
-            n = torch.randint(c.min_stages, c.model.num_stages + 1, (b,))
+        n = torch.randint(c.min_stages, c.model.num_stages + 1, (b,))
         net = self.ddp or m
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
-            out = net(clip, n, bypass_vq=not self.vq_ready, **lam)
+            out = net(clip, n, bypass_vq=not self.vq_ready)
         x = clip.flatten(0, 1)
         xhat = out.recon.flatten(0, 1)
         rec, logs = distortion(x, xhat, c.w_msssim)
@@ -355,14 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     init_model = None
     if init_from:
         from ..registry import load_codec
-        init = load_codec(init_from)
-        init_model = init.model
+        init_model = load_codec(init_from).model
         cfg = dataclasses.replace(cfg, model=init_model.cfg)
-        if cfg.levels == "init":
-            cfg = dataclasses.replace(cfg, levels=json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p]
-                                                            for q, lv in init.levels.items()}))
-    if cfg.levels == "init":
-        raise SystemExit("--levels init needs --init-from")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
