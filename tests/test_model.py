@@ -234,33 +234,6 @@ def test_missing_mv_coding_means_the_left_predictor_and_table_count_is_checked(t
         read_model(path)
 
 
-def test_grown_encoder_starts_as_the_model_it_grew_from(tiny_model):
-    """enc_extra adds encoder blocks that start as the identity: a file without them (every model to 1.15) reads
-    as enc_extra 0, and the grown model computes the same latents (the P encoder still maps zero to zero) and
-    decodes with the same decoder (no decode cost)."""
-    import dataclasses
-    import json
-    from neuralcodec.model.config import ModelConfig
-    from neuralcodec.model.macs import decoder_macs_per_pixel
-    raw = json.loads(TINY.to_json())
-    assert raw.pop("enc_extra") == 0 and ModelConfig.from_json(json.dumps(raw)).enc_extra == 0
-    with pytest.raises(ValueError, match="enc_extra"):
-        ModelConfig.from_json(json.dumps({**raw, "enc_extra": 9}))
-    grown = VideoCodecModel(dataclasses.replace(TINY, enc_extra=2)).eval()
-    result = grown.load_state_dict(tiny_model.state_dict(), strict=False)
-    assert not result.unexpected_keys and result.missing_keys
-    assert all("_enc.extra." in k for k in result.missing_keys)
-    x = torch.rand(2, 3, 32, 48)
-    with torch.no_grad():
-        torch.testing.assert_close(grown.i_enc(x), tiny_model.i_enc(x), rtol=0, atol=1e-5)
-        torch.testing.assert_close(grown.p_enc(x - 0.5), tiny_model.p_enc(x - 0.5), rtol=0, atol=1e-5)
-        assert torch.equal(grown.p_enc(torch.zeros_like(x)), torch.zeros(2, TINY.latent_dim, 4, 6))
-        for block in grown.i_enc.extra:                       # trained blocks change the latent
-            torch.nn.init.normal_(block.conv2.weight, std=0.1)
-        assert not torch.allclose(grown.i_enc(x), tiny_model.i_enc(x), atol=1e-3)
-    assert decoder_macs_per_pixel(grown) == decoder_macs_per_pixel(tiny_model)
-
-
 @pytest.mark.parametrize("change", [
     {"channels": [200000, 12, 16]}, {"latent_dim": 0}, {"stride": 0}, {"num_stages": 10 ** 6},
     {"channels": "wide"}, {"codebook_size": 1.5}, {"bogus": 1},

@@ -143,29 +143,6 @@ def test_init_from_a_model_file(data_root, tiny_model, tmp_path):
         assert torch.allclose(state["model"][k], ref[k], atol=1e-6), k
 
 
-def test_init_from_grows_the_encoder(data_root, tiny_model, tmp_path):
-    """--enc-extra with --init-from adds identity-initialised encoder blocks to the start model and trains them;
-    fewer blocks than the start model has is refused."""
-    import dataclasses
-    from neuralcodec.registry import save_model
-    path = tmp_path / "tiny.safetensors"
-    save_model(tiny_model, "tiny-test", path, half=False)
-    out = tmp_path / "run"
-    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "2", "--init-from", str(path),
-                      "--enc-extra", "1"])
-    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
-    assert TrainConfig.from_json(state["config"]).model.enc_extra == 1
-    assert state["model"]["i_enc.extra.0.conv2.weight"].abs().max() > 0      # trained away from zero
-    grown = VideoCodecModel(dataclasses.replace(TINY, enc_extra=2))
-    grown.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if k != "entropy.cdf"}, strict=False)
-    grown.entropy.cdf = tiny_model.entropy.cdf
-    bigger = tmp_path / "grown.safetensors"
-    save_model(grown, "tiny-test", bigger, half=False)
-    with pytest.raises(SystemExit, match="below the start model"):
-        main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(tmp_path / "r2"), "--steps", "1",
-                          "--init-from", str(bigger), "--enc-extra", "1"])
-
-
 def test_bf16_run_keeps_quantizer_in_float32(data_root, tmp_path):
     """--bf16 (the default) trains (finite losses, the flag stored in the checkpoint's config), and under autocast the
     quantizer still picks the float32 nearest codes of the float32 latent."""

@@ -13,10 +13,6 @@ class Encoder(nn.Module):
 
     Without bias the encoder is positively homogeneous: a zero input (no residual to code) gives an exactly
     zero latent, which the quantizer maps to the fixed zero code of every stage.
-
-    ``cfg.enc_extra`` residual blocks run at 1/8 resolution before the latent projection (a heavier encoder
-    costs no decode time). Their second convolutions start at zero, so each new block starts as the identity
-    and a model grown from a file without them computes the same latent until it trains.
     """
 
     def __init__(self, cin: int, cfg: ModelConfig, bias: bool = True):
@@ -29,16 +25,9 @@ class Encoder(nn.Module):
             down(c2, c3, bias), *[ResBlock(c3, bias) for _ in range(n3)],
             nn.Conv2d(c3, cfg.latent_dim, 3, padding=1, bias=bias),
         )
-        self.extra = nn.Sequential(*[ResBlock(c3, bias) for _ in range(cfg.enc_extra)])
-        for block in self.extra:
-            nn.init.zeros_(block.conv2.weight)
-            if block.conv2.bias is not None:
-                nn.init.zeros_(block.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not len(self.extra):
-            return self.net(x)
-        return self.net[-1](self.extra(self.net[:-1](x)))
+        return self.net(x)
 
 
 class ContextNet(nn.Module):

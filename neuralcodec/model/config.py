@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, fields
 # its config passed these checks.
 _LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "num_stages": (1, 32),
            "codebook_size": (2, 4096), "block_size": (4, 128), "search_range": (0, 256), "mv_alphabet": (3, 4095),
-           "stride": (8, 8), "mv_coding": (0, 1), "enc_extra": (0, 8)}
+           "stride": (8, 8), "mv_coding": (0, 1)}
 # Fields added after models were shipped, with the value every file written before them implies.
-_ADDED = {"mv_coding": 0, "enc_extra": 0}
+_ADDED = {"mv_coding": 0}
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,6 @@ class ModelConfig:
     stride: int = 8                                 # spatial downsampling of the latent (fixed by the architecture)
     mv_coding: int = 1                              # motion vector prediction and contexts (motion.MV_CODINGS):
     #                                                 0 left neighbour (models to 1.11), 1 median + x/y context
-    enc_extra: int = 0                              # extra residual blocks at 1/8 resolution in the I and P encoders
-    #                                                 (encoder side only: no decode cost; 0 in models to 1.15)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -147,13 +147,7 @@ class Trainer:
     def init_from(self, model: VideoCodecModel) -> None:
         """Start from shipped weights (initialised codebooks included); the frozen tables are rebuilt at export."""
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("entropy.cdf")}
-        result = self.model.load_state_dict(state, strict=False)   # copies into this (channels_last) model
-        # Only the entropy tables and encoder blocks this run adds (--enc-extra; they start as the identity)
-        # may be missing from the start file.
-        grown = [k for k in result.missing_keys if not k.endswith("entropy.cdf") and "_enc.extra." not in k]
-        if grown or result.unexpected_keys:
-            raise ValueError(f"start model does not fit this run's config: missing {grown[:3]}, "
-                             f"unexpected {result.unexpected_keys[:3]}")
+        self.model.load_state_dict(state, strict=False)   # copies into this model's (channels_last) parameters
         self.vq_ready = True
 
     def load(self, path: str | Path) -> None:
@@ -316,9 +310,6 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]
     p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
     p.add_argument("--init-from", help="start from a shipped model (name) or model file: its weights and codebooks "
                                        "(a warm restart: fresh optimizer, this run's schedule)")
-    p.add_argument("--enc-extra", type=int, choices=range(9), metavar="N", help="residual blocks at 1/8 resolution added to the I and P encoders "
-                                                 "(ModelConfig.enc_extra; with --init-from, new blocks start as "
-                                                 "the identity)")
     for f in dataclasses.fields(TrainConfig):
         if f.type in ("int", "float", "str"):
             p.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
@@ -334,20 +325,16 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
         cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
-    return cfg, a.resume, a.init_from, a.enc_extra
+    return cfg, a.resume, a.init_from
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, resume, init_from, enc_extra = _parse(argv)
+    cfg, resume, init_from = _parse(argv)
     init_model = None
     if init_from:
         from ..registry import load_codec
         init_model = load_codec(init_from).model
         cfg = dataclasses.replace(cfg, model=init_model.cfg)
-    if enc_extra is not None:
-        if init_model is not None and enc_extra < init_model.cfg.enc_extra:
-            raise SystemExit(f"--enc-extra {enc_extra} is below the start model's {init_model.cfg.enc_extra}")
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, enc_extra=enc_extra))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
