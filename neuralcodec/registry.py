@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "9c8d581f129c2cb504af08a2fd363380b1cfcb5d5618aa16fa30036e1780621d"),
+                   "0ae41c9a766bea422f7786a314051fe87720fa5f4599a1b7f375d2bf511f3f73"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
