@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "0ae41c9a766bea422f7786a314051fe87720fa5f4599a1b7f375d2bf511f3f73"),
+                   "dd262fbf3b763fd2aef3af8c38cd099ac2d83944c270cd2afe5abd32fa4f87f6"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
