@@ -69,10 +69,10 @@ def rd_points(codec, clips: dict[str, np.ndarray], qualities=None, gop: int = 32
     return out
 
 
-def compare(new: dict, old: dict) -> dict:
+def compare(new: dict, old: dict, metrics: tuple[str, ...] = METRICS) -> dict:
     """{metric: {"clips": {clip: bd}, "mean": bd}} of new against old (old is the anchor)."""
     res = {}
-    for metric in METRICS:
+    for metric in metrics:
         per = {}
         for clip in sorted(set(new["clips"]) & set(old["clips"])):
             a, b = old["clips"][clip], new["clips"][clip]

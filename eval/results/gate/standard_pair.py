@@ -7,21 +7,24 @@ import json
 import sys
 import warnings
 
-from eval.bdrate import bd_rate
+from eval.compare import _fmt, compare
+
+
+def ncodec_points(path: str) -> dict:
+    """A results.json's ncodec points in eval.compare's form: {"clips": {clip: [point, ...]}}."""
+    clips: dict[str, list] = {}
+    for p in json.load(open(path))["points"]:
+        if p["codec"] == "ncodec":
+            clips.setdefault(p["clip"], []).append(p)
+    return {"clips": clips}
 
 
 def main(old: str, new: str) -> None:
     warnings.simplefilter("ignore")
-    a, b = (json.load(open(p))["points"] for p in (old, new))
-    clips = sorted({p["clip"] for p in b if p["codec"] == "ncodec"})
-    for m in ("psnr_rgb", "psnr_yuv", "msssim"):
-        vals = []
-        for clip in clips:
-            pa = [p for p in a if p["clip"] == clip and p["codec"] == "ncodec"]
-            pb = [p for p in b if p["clip"] == clip and p["codec"] == "ncodec"]
-            r = bd_rate([p["bpp"] for p in pa], [p[m] for p in pa], [p["bpp"] for p in pb], [p[m] for p in pb])
-            vals.append(f"{clip} {r['value']:+.1f} % (overlap {r['overlap']:.0%})")
-        print(f"{m:9s} " + ", ".join(vals))
+    res = compare(ncodec_points(new), ncodec_points(old), ("psnr_rgb", "psnr_yuv", "msssim"))
+    for metric, r in res.items():
+        per = ", ".join(f"{c} {_fmt(v)} (overlap {v.get('overlap', 0):.0%})" for c, v in r["clips"].items())
+        print(f"{metric:9s} mean {_fmt(r['mean'])}   ({per})")
 
 
 if __name__ == "__main__":
