@@ -36,9 +36,25 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
+
+
+class _LazyModule:
+    """A module imported on first attribute access: PyAV is needed only to read and write video, so the atomic
+    writer and the rest of this module (used by training and export) also work where PyAV is not installed."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+av = _LazyModule("av")
 
 __all__ = ["VideoInfo", "InputError", "OutputError", "Interrupted", "FrameWriter", "open_video", "open_writer",
            "output_kind", "OUTPUT_KINDS", "STDIO", "atomic_output", "check_output", "is_frame_folder"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from neuralcodec.coding import Level
 from neuralcodec.training.data import prepare as P
 from neuralcodec.training.losses import AdversarialLoss, distortion
 from neuralcodec.model import TINY, VideoCodecModel
@@ -254,3 +255,42 @@ def test_checkpoint_average_exports_and_mv_coding_override(data_root, tmp_path):
     assert codec.model.cfg.mv_coding == 0 and codec.entropy.mv_tables == 2
     clip = textured_clip(3, 32, 48, pan=1)
     assert np.asarray(codec.decode(codec.encode(clip, quality=1))).shape == clip.shape
+
+
+def test_gpu_preset_tiny_on_cpu_trains_from_a_model_and_exports(data_root, tiny_model, tmp_path):
+    """The GPU recipe's command with its sizes shrunk by the command line (which wins over the preset): it reads a
+    pack, continues from a model file, checkpoints into its folder, averages the last checkpoints and exports a model
+    file that loads, with the start model's levels and its training record carried on (CPU hours here)."""
+    from neuralcodec.registry import load_codec, save_model
+    from neuralcodec.training import pack as K
+    from neuralcodec.training.train import TRAIN_PRESETS
+    pack = tmp_path / "t.ncpack"
+    K.build_pack(data_root, pack, log=lambda m: None)
+    start = tmp_path / "start.safetensors"
+    levels = {1: Level(1, 0.0, 0.2), 2: Level(2, 0.0, 0.0)}
+    save_model(tiny_model, "tiny-test", start, half=False, levels=levels,
+               card={"version": "0.1", "steps": 100, "cpu_hours": 0.5, "gpu_hours": 0.0, "commands": ["first"]})
+    out, shipped = tmp_path / "gpu", tmp_path / "gpu.safetensors"
+    main(["--preset", "gpu", "--init-from", str(start), "--data-root", str(pack), "--out-dir", str(out),
+          "--steps", "3", "--batch-size", "2", "--crop", "32", "--clip-len", "2", "--ckpt-every", "1",
+          "--log-every", "1", "--average-last", "2", "--export", str(shipped), "--version", "0.2"])
+    cfg = TrainConfig.from_json((out / "config.json").read_text())
+    assert cfg.crop == 32 and cfg.batch_size == 2 and cfg.steps == 3              # the command line won
+    assert cfg.lr == TRAIN_PRESETS["gpu"]["lr"] and cfg.time_limit_min == TRAIN_PRESETS["gpu"]["time_limit_min"]
+    avg = torch.load(out / "avg.pt", map_location="cpu", weights_only=True)
+    assert avg["step"] == 3 and [p.rsplit("/", 1)[-1] for p in avg["averaged"]] == ["ckpt_000002.pt", "ckpt_000003.pt"]
+    codec = load_codec(shipped)
+    assert codec.levels == levels and codec.card["version"] == "0.2"
+    t = codec.card["training"]
+    assert t["steps"] == 103 and t["gpu_hours"] == 0.0 and 0.5 < t["cpu_hours"] < 0.5 + 1 / 60
+    assert t["commands"][0] == "first" and "--preset gpu" in t["commands"][1]
+    frames = textured_clip(3, 32, 48, pan=1, seed=3)
+    assert codec.decode(codec.encode(frames, quality=2)).shape == frames.shape
+
+
+def test_time_limit_stops_the_run_with_a_checkpoint(data_root, tmp_path):
+    out = tmp_path / "timed"
+    main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "1000", "--ckpt-every", "500",
+                      "--time-limit-min", "0.0001"])
+    state = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert 1 <= state["step"] < 1000 and state["elapsed_s"] >= 0.006

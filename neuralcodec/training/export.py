@@ -83,9 +83,34 @@ def retable(model: VideoCodecModel, clips: list[np.ndarray], levels: dict[int, L
 
 
 def training_clips(root: str, n: int, clip_len: int, crop: int, seed: int = 7) -> list[np.ndarray]:
-    from .data import ClipDataset
-    ds = ClipDataset(root, "train", clip_len, crop, seed=seed)
-    return [(ds[i] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy() for i in range(n)]
+    """n training clips (clip_len, crop, crop, 3) uint8 for counting the tables: from a prepared folder, or from
+    a pack file (as the GPU recipe has)."""
+    if Path(root).is_file():
+        from .data import PackDataset
+        batch = PackDataset(root, "train", clip_len, crop, seed=seed).sample(n, torch.Generator().manual_seed(seed))
+        clips = list(batch.cpu())
+    else:
+        from .data import ClipDataset
+        ds = ClipDataset(root, "train", clip_len, crop, seed=seed)
+        clips = [ds[i] for i in range(n)]
+    return [(c * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy() for c in clips]
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str = "ncodec-base", data_root: str = "data/",
+                      clips: int = 24, clip_len: int = 8, crop: int = 192, levels: dict[int, Level] | None = None,
+                      version: str | None = None, history: str | None = None, command: str | None = None,
+                      gpu: bool = False, ecq_passes: int = ECQ_PASSES, mv_coding: int | None = None,
+                      base_steps: int = 0, base_hours: float = 0.0, hours: float | None = None,
+                      progress: bool = True) -> tuple[str, dict]:
+    """Write the shipped-model file of a training checkpoint: fp16 weights, tables counted on training clips of
+    data_root (a folder or a pack), levels, and the training record carried on from history. Returns (sha256,
+    card)."""
+    model = load_checkpoint(checkpoint, mv_coding)
+    round_to_half(model)
+    card = training_record(checkpoint, version, history, command, base_steps, base_hours, hours, gpu)
+    model.entropy.cdf = retable(model, training_clips(data_root, clips, clip_len, crop), levels, ecq_passes,
+                                progress=progress)
+    return save_model(model, name, out, levels=levels, card=card), card
 
 
 def run_hours(checkpoint: str | Path) -> float | None:
@@ -149,25 +174,31 @@ def main(argv: list[str] | None = None) -> int:
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
     if a.checkpoint.endswith(".pt"):
-        model = load_checkpoint(a.checkpoint, a.mv_coding)
-        round_to_half(model)
-        card = training_record(a.checkpoint, a.version, a.history_from, a.command, a.base_steps, a.base_cpu_hours,
-                               a.run_hours, a.gpu)
+        digest, card = export_checkpoint(a.checkpoint, a.out, name=a.name, data_root=a.data_root, clips=a.clips,
+                                         clip_len=a.clip_len, crop=a.crop, levels=levels, version=a.version,
+                                         history=a.history_from, command=a.command, gpu=a.gpu,
+                                         ecq_passes=a.ecq_passes, mv_coding=a.mv_coding, base_steps=a.base_steps,
+                                         base_hours=a.base_cpu_hours, hours=a.run_hours)
     else:   # no training: the shipped weights (already fp16-rounded), its levels, its record, one more command
         from ..registry import load_codec
         src = load_codec(a.checkpoint)
         model, levels = src.model, levels or src.levels
         card = carry_on(src.training, a.version or src.training.get("version"), command=a.command)
-    clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
-    model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
-    digest = save_model(model, a.name, a.out, levels=levels, card=card)
-    size = Path(a.out).stat().st_size
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {a.out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters; {card['steps']} steps, "
+        clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
+        model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
+        digest = save_model(model, a.name, a.out, levels=levels, card=card)
+    _print_exported(a.name, a.out, card, digest)
+    return 0
+
+
+def _print_exported(name: str, out: str | Path, card: dict, digest: str) -> None:
+    from ..registry import read_model
+    size = Path(out).stat().st_size
+    n_params = sum(p.numel() for p in read_model(out)[0].parameters())
+    print(f"wrote {out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters; {card['steps']} steps, "
           f"{card['cpu_hours']:.2f} CPU hours, {card['gpu_hours']:.2f} GPU hours of training")
     print(f"sha256 {digest}")
-    print(f'pin it in neuralcodec/registry.py: ModelEntry("{a.name}", "{Path(a.out).name}", "{digest}")')
-    return 0
+    print(f'pin it in neuralcodec/registry.py: ModelEntry("{name}", "{Path(out).name}", "{digest}")')
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 250
     seed: int = 0
+    time_limit_min: float = 0.0       # stop after this many minutes of training (0: none); the learning rate then
+    #                                   decays over whichever of steps and time runs out first
     num_workers: int = 0
     bf16: bool = True                 # bfloat16 autocast of the convolution stacks (quantizer, motion, losses fp32)
     weights: dict = field(default_factory=lambda: {"video": 0.4, "photo": 0.5, "procedural": 0.1})
@@ -66,6 +68,18 @@ class TrainConfig:
         d = json.loads(text)
         d["model"] = ModelConfig.from_json(json.dumps(d["model"]))
         return cls(**d)
+
+
+# Sizes for one kind of machine, applied under the command line's own options (which win). "gpu": one H100-class
+# GPU for the ten minutes or so of device time a session gets: the pack decoded onto the GPU (the trainer puts its
+# data on the training device), bf16 autocast, large batches of large 4-frame crops, the learning rate decaying
+# over the time limit, checkpoints often enough to average the last few. Not yet run on a GPU: the sizes are
+# estimates (see the README's GPU recipe).
+TRAIN_PRESETS: dict[str, dict] = {
+    "gpu": {"batch_size": 32, "crop": 256, "clip_len": 4, "steps": 1_000_000, "time_limit_min": 9.0,
+            "lr": 2e-4, "lr_min": 1e-5, "gan_start": 10**9, "ckpt_every": 250, "val_every": 10**9,
+            "log_every": 50, "bf16": True},
+}
 
 
 def logged_elapsed(log: Path, step: int | None = None) -> float | None:
@@ -162,6 +176,15 @@ class Trainer:
         else:                              # checkpoints written before they recorded it
             self.elapsed = logged_elapsed(self.out / "log.csv", self.step) or 0.0
 
+    def out_of_time(self) -> bool:
+        """Whether the run's time limit (if any) is spent; every process of a DDP run decides the same."""
+        if self.cfg.time_limit_min <= 0:
+            return False
+        spent = torch.tensor(float(self.elapsed >= 60 * self.cfg.time_limit_min), device=self.device)
+        if _world() > 1:
+            dist.broadcast(spent, 0)   # rank 0's clock decides for all, so no process waits on another forever
+        return bool(spent)
+
     # data -----------------------------------------------------------------------
     def batches(self):
         if self.pack:
@@ -197,12 +220,19 @@ class Trainer:
         self.vq_ready = True
         return res
 
+    def progress(self, step: int | None = None) -> float:
+        """How far the run is, 0..1: its steps, or its time limit if that comes first."""
+        c = self.cfg
+        t = (self.step if step is None else step) / max(1, c.steps)
+        if c.time_limit_min > 0:
+            t = max(t, self.elapsed / (60 * c.time_limit_min))
+        return min(1.0, t)
+
     def lr_at(self, step: int) -> float:
         c = self.cfg
         if step < 100:
             return c.lr * (step + 1) / 100
-        t = min(1.0, step / max(1, c.steps))
-        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * t))
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * self.progress(step)))
 
     def train_step(self, clip: torch.Tensor) -> dict[str, float]:
         c, m = self.cfg, self.model
@@ -297,14 +327,24 @@ class Trainer:
                 v["step"] = self.step
                 jsonl.write(json.dumps(v) + "\n")
                 jsonl.flush()
-            if main and (self.step % c.ckpt_every == 0 or self.step == c.steps):
+            stop = self.out_of_time()         # on every process: a collective under DDP
+            if main and (self.step % c.ckpt_every == 0 or self.step == c.steps or stop):
                 self.save()
+            if stop:
+                break
         bar.close()
         jsonl.close()
 
 
-def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]:
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.training.train", description=__doc__)
+    p.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
+                   help="sizes for a machine (TRAIN_PRESETS), under the options given here, which win")
+    p.add_argument("--export", metavar="MODEL.safetensors",
+                   help="at the end, average the last --average-last checkpoints (OUT_DIR/avg.pt) and export them "
+                        "as a model file, the --init-from model's levels and training record carried on")
+    p.add_argument("--average-last", type=int, default=4, help="checkpoints averaged for --export (default 4)")
+    p.add_argument("--version", help="the exported model's version (its card)")
     p.add_argument("--resume", help="checkpoint to resume from ('auto' = OUT_DIR/latest.pt if present)")
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--model-config", help="JSON with ModelConfig fields, or 'tiny'")
@@ -316,7 +356,13 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]
         elif f.type == "bool":
             p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
     a = p.parse_args(argv)
+    if a.export and not a.init_from:
+        p.error("--export needs --init-from (the model whose levels and training record the export carries on)")
+    if a.average_last < 1:
+        p.error("--average-last must be at least 1")
     cfg = TrainConfig.from_json(Path(a.config).read_text()) if a.config else TrainConfig()
+    if a.preset:
+        cfg = dataclasses.replace(cfg, **TRAIN_PRESETS[a.preset])
     over = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)
             if f.type in ("int", "float", "str", "bool") and getattr(a, f.name) is not None}
     cfg = dataclasses.replace(cfg, **over)
@@ -325,11 +371,31 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, str | None, str | None]
         cfg = dataclasses.replace(cfg, model=TINY)
     elif a.model_config:
         cfg = dataclasses.replace(cfg, model=ModelConfig.from_json(Path(a.model_config).read_text()))
-    return cfg, a.resume, a.init_from
+    return cfg, a
+
+
+def export_run(trainer: "Trainer", init_from: str, out: str, last: int, version: str | None, command: str) -> Path:
+    """Average the run's last checkpoints into OUT_DIR/avg.pt and export it (tables counted on the run's own
+    training data) with the init model's levels; its training record carried on, with this run's hours as GPU
+    hours when it ran on a GPU."""
+    from ..registry import load_codec
+    from .average import average_checkpoints
+    from .export import _print_exported, export_checkpoint
+    paths = sorted(trainer.out.glob("ckpt_*.pt"))[-last:]
+    avg = trainer.out / "avg.pt"
+    with atomic_output(avg, force=True) as tmp:
+        torch.save(average_checkpoints(paths), tmp)
+    digest, card = export_checkpoint(avg, out, data_root=trainer.cfg.data_root, clips=16, crop=min(192, trainer.cfg.crop),
+                                     levels=load_codec(init_from).levels,
+                                     version=version, history=init_from, command=command,
+                                     gpu=trainer.device.type == "cuda")
+    _print_exported("ncodec-base", out, card, digest)
+    return avg
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, resume, init_from = _parse(argv)
+    cfg, a = _parse(argv)
+    resume, init_from = a.resume, a.init_from
     init_model = None
     if init_from:
         from ..registry import load_codec
@@ -353,8 +419,14 @@ def main(argv: list[str] | None = None) -> None:
     if _rank() == 0:
         (trainer.out / "config.json").write_text(cfg.to_json())
     trainer.run()
+    rank = _rank()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    if a.export and rank == 0:
+        import shlex
+        import sys
+        command = "python -m neuralcodec.training.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+        export_run(trainer, init_from, a.export, a.average_last, a.version, command)
 
 
 if __name__ == "__main__":
