@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True      # fixed crop sizes: let cuDNN pick its fastest convolutions
     else:
         device = torch.device("cpu")
     trainer = Trainer(cfg, device)
