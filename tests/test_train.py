@@ -186,7 +186,8 @@ def test_export_carries_the_training_record_on(data_root, tiny_model, tmp_path):
     from neuralcodec.registry import load_codec, save_model
     from neuralcodec.training import export
     start = tmp_path / "start.safetensors"
-    save_model(tiny_model, "tiny-test", start, half=False,
+    levels = {1: Level(1, 0.0, 0.1), 2: Level(3, 0.0, 0.0)}
+    save_model(tiny_model, "tiny-test", start, half=False, levels=levels,
                card={"version": "0.1", "steps": 120, "cpu_hours": 0.5, "gpu_hours": 0.25, "commands": ["first run"]})
     out = tmp_path / "run"
     main(TINY_ARGS + ["--data-root", str(data_root), "--out-dir", str(out), "--steps", "3", "--init-from", str(start)])
@@ -198,6 +199,7 @@ def test_export_carries_the_training_record_on(data_root, tiny_model, tmp_path):
     assert t["steps"] == 123 and t["commands"] == ["first run", "second run"] and t["gpu_hours"] == 0.25
     assert 0.5 < t["cpu_hours"] < 0.5 + 1 / 60   # this run's few seconds, from its log.csv
     assert load_codec(shipped).card["version"] == "0.2"
+    assert load_codec(shipped).levels == levels     # the quality table of the model the run continued
 
 
 def test_reexport_of_a_shipped_model_recounts_its_tables_on_the_codes_sent(data_root, tiny_model, tmp_path):

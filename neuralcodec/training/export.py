@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=24)
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--crop", type=int, default=192)
-    p.add_argument("--levels", help='quality table as JSON: {"1": [stages, lam_i, lam_p], ...}')
+    p.add_argument("--levels", help='quality table as JSON: {"1": [stages, lam_i, lam_p], ...} (default: the '
+                                    '--history-from model\'s, else one level per stage count)')
     p.add_argument("--version", help="the model's version, for its card (e.g. 1.9)")
     p.add_argument("--history-from", metavar="MODEL",
                    help="the model this run continued from (name or file): its training record is carried on")
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
     if a.checkpoint.endswith(".pt"):
+        if levels is None and a.history_from:   # a run that continued a model keeps its quality table
+            from ..registry import load_codec
+            levels = load_codec(a.history_from).levels
         digest, card = export_checkpoint(a.checkpoint, a.out, name=a.name, data_root=a.data_root, clips=a.clips,
                                          clip_len=a.clip_len, crop=a.crop, levels=levels, version=a.version,
                                          history=a.history_from, command=a.command, gpu=a.gpu,
