@@ -175,6 +175,7 @@ def main():
     p.add_argument("--lam-hi", type=float, default=0.05)
     p.add_argument("--ref", default="eval/results/gate/ncodec-base-v1.17.val-rd.json")
     p.add_argument("--eval-only", action="store_true")
+    p.add_argument("--save-weights", help="write the --resume state's weights as fp16 safetensors (to commit) and stop")
     p.add_argument("--eval-q", help="qualities (1-16) to evaluate, comma-separated (default all)")
     a = p.parse_args()
     qualities = [int(v) - 1 for v in a.eval_q.split(",")] if a.eval_q else list(range(Q))
@@ -193,7 +194,15 @@ def main():
         std_p = base.p_enc(c[:, 1] - warped).std((0, 2, 3)).clamp(min=1e-3)
     m = TransferCodec(base, std_i, std_p)
     step, minutes = 0, 0.0
-    if a.resume:
+    if a.resume and a.resume.endswith(".safetensors"):   # the committed weights (fp16): training goes on from them
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        missing, unexpected = m.load_state_dict({k: v.float() for k, v in load_file(a.resume).items()}, strict=False)
+        assert not unexpected and all(k.startswith(("base.i_vq", "base.p_vq", "base.entropy")) for k in missing)
+        with safe_open(a.resume, "pt") as f:
+            meta = f.metadata()
+        step, minutes = int(meta["step"]), float(meta["minutes"])
+    elif a.resume:
         st = torch.load(a.resume, map_location="cpu", weights_only=True)
         m.load_state_dict(st["model"])
         step, minutes = st["step"], st["minutes"]
@@ -210,6 +219,12 @@ def main():
         missing, unexpected = m.load_state_dict(new, strict=False)
         assert not unexpected and all(k.startswith(("base.p_", "base.i_vq", "base.p_vq", "base.entropy", "gp",
                                                     "hp.")) for k in missing), (missing, unexpected)
+    if a.save_weights:
+        from safetensors.torch import save_file
+        state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in m.state_dict().items()
+                 if not k.startswith(("base.i_vq", "base.p_vq", "base.entropy"))}
+        save_file(state, a.save_weights, metadata={"step": str(step), "minutes": f"{minutes:.2f}"})
+        return
     if a.eval_only:
         r, pts = evaluate(m, coder, clips, a.ref, qualities)
         print(json.dumps({"step": step, "minutes": minutes, "bd_vs_1.17": r, "points": pts}))
