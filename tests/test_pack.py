@@ -138,3 +138,12 @@ def test_bad_arguments(packed):
         PackDataset(packed[1], weights={"audio": 1.0})
     with pytest.raises(ValueError), pytest.warns(UserWarning):
         PackDataset(packed[1], "val", clip_len=8, weights={"video": 1.0})  # the val video holds 2 frames
+
+
+def test_items_smaller_than_the_crop_are_named_when_left_out(packed):
+    """A crop larger than a clip leaves the clip out of training: the warning names it (a source that still has
+    other items would otherwise vanish silently, as a validation clip's own source once did)."""
+    _, path, _ = packed
+    with pytest.warns(UserWarning, match=r"items smaller than the 80-pixel crop are left out: .*video/vid 96x72"):
+        ds = PackDataset(path, "train", CLIP, 80)
+    assert ds.sources == ["photo"] and ds.sample(1).shape == (1, CLIP, 3, 80, 80)

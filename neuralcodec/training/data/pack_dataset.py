@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ class PackDataset:
         self.noise_prob, self.blur_prob = noise_prob, blur_prob
         self.generator = torch.Generator().manual_seed(int(seed))
         self.items: dict[str, list[tuple[str, torch.Tensor, list[np.ndarray]]]] = {s: [] for s in SOURCES}
+        small = []
         for it, a in iter_pack(self.path, split):
             h, w = a.shape[-3:-1]
             if min(h, w) < self.crop + (2 * _MARGIN + 2 if it["source"] == "photo" else 0):
+                small.append(f"{it['source']}/{it['name']} {w}x{h}")
                 continue
             if it["source"] == "photo":
                 t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
@@ -53,6 +56,9 @@ class PackDataset:
             if len(starts[0]):
                 t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
                 self.items[it["source"]].append((it["name"], t.to(self.device), starts))
+        if small:   # whole clips the training never sees (a validation clip's own source among them, maybe)
+            warnings.warn(f"PackDataset({split}) of {self.path}: {len(small)} items smaller than the {self.crop}-pixel "
+                          f"crop are left out: {', '.join(small[:12])}{' ...' if len(small) > 12 else ''}")
         self.sources, probs = source_probs(weights, self.items, f"PackDataset({split}) of {self.path}")
         self.cum_probs = np.cumsum(probs)
         self._fixed: dict[tuple[int, int], torch.Tensor] = {}

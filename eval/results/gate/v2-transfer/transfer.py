@@ -38,6 +38,7 @@ from neuralcodec.coding import EntropyCoder  # noqa: E402
 from neuralcodec.coding.frame_coder import DEFAULT_SCENECUT, SCENECUT_MAX_PSNR  # noqa: E402
 from neuralcodec.model.codec_model import to_levels  # noqa: E402
 from neuralcodec.training.data import PackDataset  # noqa: E402
+from neuralcodec.training.losses import msssim as loss_msssim  # noqa: E402
 
 CTX_CLAMP = 15
 
@@ -111,9 +112,9 @@ class TransferCodec(nn.Module):
 
 @torch.no_grad()
 def code_clip(m, coder, frames, q):
-    """One GOP with scene cuts: (total bits, decoded uint8 frames)."""
+    """One GOP with scene cuts: (total bits, decoded uint8 frames, bits of each frame, its type "I" or "P")."""
     align = 32
-    out, bits, prev_mse, sym, ref = [], 0.0, None, None, None
+    out, sizes, types, prev_mse, sym, ref = [], [], [], None, None, None
     for f in frames:
         x = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255
         h, w = x.shape[-2:]
@@ -130,14 +131,15 @@ def code_clip(m, coder, frames, q):
                 prev_mse = mse
         if intra:
             xhat, b, sym = m.intra(x, torch.tensor([q]))
-            prev_mse = None
+            prev_mse, bits = None, float(b.sum())
         else:
             xhat, b, sym = m.inter(x, warped, torch.tensor([q]), sym)
-            bits += 8 * len(coder.encode_motion(mv[0].numpy()))
-        bits += float(b.sum())
+            bits = float(b.sum()) + 8 * len(coder.encode_motion(mv[0].numpy()))
+        sizes.append(bits)
+        types.append("I" if intra else "P")
         ref = to_levels(xhat)
         out.append((ref[0, :, :h, :w].permute(1, 2, 0) * 255).round().byte().numpy())
-    return bits, np.stack(out)
+    return sum(sizes), np.stack(out), sizes, types
 
 
 def evaluate(m, coder, clips, ref_json, qualities=range(Q)):
@@ -147,9 +149,11 @@ def evaluate(m, coder, clips, ref_json, qualities=range(Q)):
         t, h, w = frames.shape[:3]
         pts[name] = []
         for q in qualities:
-            bits, dec = code_clip(m, coder, frames, q)
+            bits, dec, sizes, types = code_clip(m, coder, frames, q)
+            mean = {k: np.mean([b for b, ty in zip(sizes, types) if ty == k] or [np.nan]) for k in "IP"}
             pts[name].append({"quality": q + 1, "bpp": bits / (t * h * w), "psnr_rgb": psnr_rgb(frames, dec),
-                              "msssim": msssim(frames, dec)[0]})
+                              "msssim": msssim(frames, dec)[0], "i_frames": types.count("I"),
+                              "p_over_i": float(mean["P"] / mean["I"])})
     ref = json.loads(Path(ref_json).read_text())["clips"]
     for metric in ("psnr_rgb", "msssim"):
         per = {n: bd_rate([p["bpp"] for p in ref[n]], [p[metric] for p in ref[n]],
@@ -171,6 +175,7 @@ def main():
     p.add_argument("--clip-len", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eval-every-min", type=float, default=50)
+    p.add_argument("--w-msssim", type=float, default=0.0, help="distortion = MSE + this x (1 - MS-SSIM of the batch)")
     p.add_argument("--lam-lo", type=float, default=0.0003)
     p.add_argument("--lam-hi", type=float, default=0.05)
     p.add_argument("--ref", default="eval/results/gate/ncodec-base-v1.17.val-rd.json")
@@ -266,6 +271,9 @@ def main():
         mse = (xhat.float() - clip).pow(2).mean((1, 2, 3, 4))
         bpp = bits / (clip.shape[1] * clip.shape[-1] * clip.shape[-2])
         loss = (bpp + lams[q] * mse).mean()
+        if a.w_msssim > 0:
+            ms = loss_msssim(xhat.float().flatten(0, 1), clip.flatten(0, 1))
+            loss = loss + a.w_msssim * (1 - ms) * lams[q].mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
