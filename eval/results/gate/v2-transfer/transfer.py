@@ -175,7 +175,7 @@ def main():
     p.add_argument("--clip-len", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eval-every-min", type=float, default=50)
-    p.add_argument("--w-msssim", type=float, default=0.0, help="distortion = MSE + this x (1 - MS-SSIM of the batch)")
+    p.add_argument("--w-msssim", type=float, default=0.0, help="distortion = MSE + this x (1 - MS-SSIM), per clip")
     p.add_argument("--lam-lo", type=float, default=0.0003)
     p.add_argument("--lam-hi", type=float, default=0.05)
     p.add_argument("--ref", default="eval/results/gate/ncodec-base-v1.17.val-rd.json")
@@ -270,10 +270,12 @@ def main():
             xhat, bits = m(clip, q)
         mse = (xhat.float() - clip).pow(2).mean((1, 2, 3, 4))
         bpp = bits / (clip.shape[1] * clip.shape[-1] * clip.shape[-2])
-        loss = (bpp + lams[q] * mse).mean()
-        if a.w_msssim > 0:
-            ms = loss_msssim(xhat.float().flatten(0, 1), clip.flatten(0, 1))
-            loss = loss + a.w_msssim * (1 - ms) * lams[q].mean()
+        dist = mse
+        if a.w_msssim > 0:   # each clip's own MS-SSIM under its own lambda (a batch mean under the mean lambda
+            #                  pulled every quality to the top: the second phase of the 2026-12-07 run)
+            ms = torch.stack([loss_msssim(xhat[i].float(), clip[i]) for i in range(len(q))])
+            dist = mse + a.w_msssim * (1 - ms)
+        loss = (bpp + lams[q] * dist).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
