@@ -226,8 +226,9 @@ def main():
                                                     "hp.")) for k in missing), (missing, unexpected)
     if a.save_weights:
         from safetensors.torch import save_file
-        state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in m.state_dict().items()
-                 if not k.startswith(("base.i_vq", "base.p_vq", "base.entropy"))}
+        # the transforms in fp16, the rest in fp32 (the entropy bottleneck's 1e-9 likelihood bound is 0 in fp16)
+        state = {k: (v.half() if v.is_floating_point() and k.startswith("base.") else v).contiguous()
+                 for k, v in m.state_dict().items() if not k.startswith(("base.i_vq", "base.p_vq", "base.entropy"))}
         save_file(state, a.save_weights, metadata={"step": str(step), "minutes": f"{minutes:.2f}"})
         return
     if a.eval_only:
