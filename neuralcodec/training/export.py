@@ -191,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
         model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
         digest = save_model(model, a.name, a.out, levels=levels, card=card)
-    _print_exported(a.name, a.out, card, digest)
+    print_exported(a.name, a.out, card, digest)
     return 0
 
 
-def _print_exported(name: str, out: str | Path, card: dict, digest: str) -> None:
+def print_exported(name: str, out: str | Path, card: dict, digest: str) -> None:
     from ..registry import read_model
     size = Path(out).stat().st_size
     n_params = sum(p.numel() for p in read_model(out)[0].parameters())

@@ -381,16 +381,16 @@ def export_run(trainer: "Trainer", init_from: str, out: str, last: int, version:
     hours when it ran on a GPU."""
     from ..registry import load_codec
     from .average import average_checkpoints
-    from .export import _print_exported, export_checkpoint
+    from .export import export_checkpoint, print_exported
+    start = load_codec(init_from)
     paths = sorted(trainer.out.glob("ckpt_*.pt"))[-last:]
     avg = trainer.out / "avg.pt"
     with atomic_output(avg, force=True) as tmp:
         torch.save(average_checkpoints(paths), tmp)
-    digest, card = export_checkpoint(avg, out, data_root=trainer.cfg.data_root, clips=16, crop=min(192, trainer.cfg.crop),
-                                     levels=load_codec(init_from).levels,
-                                     version=version, history=init_from, command=command,
-                                     gpu=trainer.device.type == "cuda")
-    _print_exported("ncodec-base", out, card, digest)
+    digest, card = export_checkpoint(avg, out, name=start.name, data_root=trainer.cfg.data_root, clips=16,
+                                     crop=min(192, trainer.cfg.crop), levels=start.levels, version=version,
+                                     history=init_from, command=command, gpu=trainer.device.type == "cuda")
+    print_exported(start.name, out, card, digest)
     return avg
 
 
