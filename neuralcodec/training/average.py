@@ -39,6 +39,11 @@ def average_checkpoints(paths: list[str | Path]) -> dict:
             "model": model, "averaged": [str(p) for p in paths]}
 
 
+def last_checkpoints(run: str | Path, n: int) -> list[Path]:
+    """The last n ckpt_*.pt of a run folder, oldest first."""
+    return sorted(Path(run).glob("ckpt_*.pt"))[-n:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.training.average", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.last is not None:
             if len(a.inputs) != 1 or not Path(a.inputs[0]).is_dir() or a.last < 1:
                 raise ValueError("--last N takes one run folder and N >= 1")
-            paths = sorted(Path(a.inputs[0]).glob("ckpt_*.pt"))[-a.last:]
+            paths = last_checkpoints(a.inputs[0], a.last)
         else:
             paths = [Path(x) for x in a.inputs]
         out = Path(a.out)

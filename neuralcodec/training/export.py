@@ -101,16 +101,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, name: str = "n
                       version: str | None = None, history: str | None = None, command: str | None = None,
                       gpu: bool = False, ecq_passes: int = ECQ_PASSES, mv_coding: int | None = None,
                       base_steps: int = 0, base_hours: float = 0.0, hours: float | None = None,
-                      progress: bool = True) -> tuple[str, dict]:
+                      progress: bool = True) -> tuple[str, dict, VideoCodecModel]:
     """Write the shipped-model file of a training checkpoint: fp16 weights, tables counted on training clips of
-    data_root (a folder or a pack), levels, and the training record carried on from history. Returns (sha256,
-    card)."""
+    data_root (a folder or a pack), levels (default: the history model's, as a run that continued a model keeps its
+    quality table), and the training record carried on from history. Returns (sha256, card, model)."""
+    prev = {}
+    if history:
+        from ..registry import load_codec
+        start = load_codec(history)
+        prev, levels = start.training, (start.levels if levels is None else levels)
     model = load_checkpoint(checkpoint, mv_coding)
     round_to_half(model)
-    card = training_record(checkpoint, version, history, command, base_steps, base_hours, hours, gpu)
+    card = training_record(checkpoint, version, prev, command, base_steps, base_hours, hours, gpu)
     model.entropy.cdf = retable(model, training_clips(data_root, clips, clip_len, crop), levels, ecq_passes,
                                 progress=progress)
-    return save_model(model, name, out, levels=levels, card=card), card
+    return save_model(model, name, out, levels=levels, card=card), card, model
 
 
 def run_hours(checkpoint: str | Path) -> float | None:
@@ -132,17 +137,13 @@ def carry_on(prev: dict, version: str | None, steps: int = 0, hours: float = 0.0
             "commands": list(prev["commands"]) + ([command] if command else [])}
 
 
-def training_record(checkpoint: str | Path, version: str | None, history: str | None, command: str | None,
+def training_record(checkpoint: str | Path, version: str | None, prev: dict, command: str | None,
                     base_steps: int = 0, base_hours: float = 0.0, hours: float | None = None,
                     gpu: bool = False) -> dict:
-    """The model card's training record: this run's steps and hours added to those of the model it continued from
-    (history: a model name or file; base_* where that file has no record)."""
+    """The model card's training record: this run's steps and hours added to prev, the record of the model it
+    continued from ({} for none; base_* where it has no record)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hours = run_hours(checkpoint) if hours is None else hours
-    prev = {}
-    if history:
-        from ..registry import load_codec
-        prev = load_codec(history).training
     return carry_on(prev, version, int(state["step"]), hours or 0.0, gpu, command, base_steps, base_hours)
 
 
@@ -175,10 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = ({int(q): Level(*v) for q, v in json.loads(a.levels).items()} if a.levels else None)
     torch.manual_seed(0)
     if a.checkpoint.endswith(".pt"):
-        if levels is None and a.history_from:   # a run that continued a model keeps its quality table
-            from ..registry import load_codec
-            levels = load_codec(a.history_from).levels
-        digest, card = export_checkpoint(a.checkpoint, a.out, name=a.name, data_root=a.data_root, clips=a.clips,
+        digest, card, model = export_checkpoint(a.checkpoint, a.out, name=a.name, data_root=a.data_root, clips=a.clips,
                                          clip_len=a.clip_len, crop=a.crop, levels=levels, version=a.version,
                                          history=a.history_from, command=a.command, gpu=a.gpu,
                                          ecq_passes=a.ecq_passes, mv_coding=a.mv_coding, base_steps=a.base_steps,
@@ -191,14 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         clips = training_clips(a.data_root, a.clips, a.clip_len, a.crop)
         model.entropy.cdf = retable(model, clips, levels, a.ecq_passes)
         digest = save_model(model, a.name, a.out, levels=levels, card=card)
-    print_exported(a.name, a.out, card, digest)
+    print_exported(a.name, a.out, card, digest, model)
     return 0
 
 
-def print_exported(name: str, out: str | Path, card: dict, digest: str) -> None:
-    from ..registry import read_model
+def print_exported(name: str, out: str | Path, card: dict, digest: str, model: VideoCodecModel) -> None:
     size = Path(out).stat().st_size
-    n_params = sum(p.numel() for p in read_model(out)[0].parameters())
+    n_params = sum(p.numel() for p in model.parameters())
     print(f"wrote {out}: {size / 1e6:.2f} MB, {n_params / 1e6:.2f} M parameters; {card['steps']} steps, "
           f"{card['cpu_hours']:.2f} CPU hours, {card['gpu_hours']:.2f} GPU hours of training")
     print(f"sha256 {digest}")

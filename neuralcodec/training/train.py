@@ -375,32 +375,31 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     return cfg, a
 
 
-def export_run(trainer: "Trainer", init_from: str, out: str, last: int, version: str | None, command: str) -> Path:
+def export_run(trainer: "Trainer", init_from: str, name: str, out: str, last: int, version: str | None,
+               command: str) -> Path:
     """Average the run's last checkpoints into OUT_DIR/avg.pt and export it (tables counted on the run's own
-    training data) with the init model's levels; its training record carried on, with this run's hours as GPU
-    hours when it ran on a GPU."""
-    from ..registry import load_codec
-    from .average import average_checkpoints
+    training data) as `name`, with the levels and training record of the init model carried on and this run's hours
+    as GPU hours when it ran on a GPU."""
+    from .average import average_checkpoints, last_checkpoints
     from .export import export_checkpoint, print_exported
-    start = load_codec(init_from)
-    paths = sorted(trainer.out.glob("ckpt_*.pt"))[-last:]
     avg = trainer.out / "avg.pt"
     with atomic_output(avg, force=True) as tmp:
-        torch.save(average_checkpoints(paths), tmp)
-    digest, card = export_checkpoint(avg, out, name=start.name, data_root=trainer.cfg.data_root, clips=16,
-                                     crop=min(192, trainer.cfg.crop), levels=start.levels, version=version,
-                                     history=init_from, command=command, gpu=trainer.device.type == "cuda")
-    print_exported(start.name, out, card, digest)
+        torch.save(average_checkpoints(last_checkpoints(trainer.out, last)), tmp)
+    digest, card, model = export_checkpoint(avg, out, name=name, data_root=trainer.cfg.data_root, clips=16,
+                                            crop=min(192, trainer.cfg.crop), version=version, history=init_from,
+                                            command=command, gpu=trainer.device.type == "cuda")
+    print_exported(name, out, card, digest, model)
     return avg
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg, a = _parse(argv)
     resume, init_from = a.resume, a.init_from
-    init_model = None
+    init_model = init_name = None
     if init_from:
         from ..registry import load_codec
-        init_model = load_codec(init_from).model
+        init_codec = load_codec(init_from)
+        init_model, init_name = init_codec.model, init_codec.name
         cfg = dataclasses.replace(cfg, model=init_model.cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -428,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         import shlex
         import sys
         command = "python -m neuralcodec.training.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-        export_run(trainer, init_from, a.export, a.average_last, a.version, command)
+        export_run(trainer, init_from, init_name, a.export, a.average_last, a.version, command)
 
 
 if __name__ == "__main__":
