@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 MAGIC = b"NCV\x00"
-FORMAT_VERSION = 2           # the newest version; version 2 adds a quality byte to every packet (FORMAT.md)
-FORMAT_VERSIONS = (1, 2)     # what readers accept and writers write
+FORMAT_VERSION = 3           # the newest version: learned-rate models (FORMAT.md); 2 added a packet quality byte
+FORMAT_VERSIONS = (1, 2, 3)  # what readers accept and writers write
 
 # Bounds, checked before anything is allocated (see FORMAT.md).
 MAX_DIM = 16384
@@ -115,7 +115,8 @@ class StreamHeader:
     """Stream parameters stored once at the start of a .ncv file (validated on construction).
 
     ``version`` 1: every frame has the header's quality; 2: each packet carries its own quality (rate control),
-    and the header's quality is 0."""
+    and the header's quality is 0; 3 (learned-rate models): each packet carries its quality, which the decoder
+    needs, and the header's quality is the stream's constant one or 0 (rate control)."""
 
     width: int
     height: int
@@ -373,7 +374,8 @@ class StreamWriter:
             head = _PACKET_HEAD.pack(int(packet.frame_type), len(packet.chunks))
         else:
             if packet.quality is None:
-                raise HeaderValueError("a format version 2 stream needs the quality of every packet")
+                raise HeaderValueError(f"a format version {self.header.version} stream needs the quality of "
+                                       "every packet")
             head = _PACKET_HEAD_V2.pack(int(packet.frame_type), packet.quality, len(packet.chunks))
         head += b"".join(_U32.pack(len(c)) for c in packet.chunks)
         crc = zlib.crc32(head)
@@ -447,7 +449,7 @@ class StreamReader:
                 raise BitstreamError(f"unexpected data after the last of {declared} frames")
             self._done = True
             return None
-        v2 = self.header.version == 2
+        v2 = self.header.version >= 2   # versions 2 and 3: the packet head has the quality byte
         head_size = (_PACKET_HEAD_V2 if v2 else _PACKET_HEAD).size
         head = _read_upto(self._f, head_size)
         if not head:

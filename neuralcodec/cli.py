@@ -516,7 +516,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             ("model", f"{info['model_name']} (weights sha256 {info['model_hash']}...)"),
             ("size", f"{info['width']}x{info['height']}"),
             ("frame rate", f"{_fps_text(Fraction(info['fps']))} fps"),
-            ("quality", str(info["quality"]) if info["format_version"] == 1 else "per frame (rate control)"),
+            ("quality", str(info["quality"]) if info["format_version"] == 1 or info["quality"]
+             else "per frame (rate control)"),
             ("gop", str(info["gop"])),
         ]
         for name, value in rows:

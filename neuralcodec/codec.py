@@ -13,8 +13,9 @@ import torch
 from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
 
 from .coding import (DEFAULT_PRESET, DEFAULT_SCENECUT, PRESETS, SCENECUT_MAX_PSNR, Analysis, EntropyCoder,
-                     FrameCoder, Level, Preset, default_levels)
-from .model import VideoCodecModel
+                     FrameCoder, Level, Preset, default_levels, gain_levels)
+from .coding.hyper import CHUNKS, HyperCoder, HyperFrameCoder
+from .model import LearnedRateModel, VideoCodecModel
 from .ratecontrol import RateControl, parse_bitrate
 
 __all__ = ["DEFAULT_GOP", "DEFAULT_PRESET", "DEFAULT_SCENECUT", "PRESETS", "SCENECUT_MAX_PSNR", "Analysis", "Codec",
@@ -40,10 +41,11 @@ class StreamEncoder:
         self.rate = None if bitrate is None else RateControl(bitrate, fps, codec.qualities,
                                                                 frame_count or max(0, int(frames_hint)))
         level = codec.levels[codec.default_quality if self.rate else quality]
-        self.coder = FrameCoder(codec, width, height, level, gop, scenecut, preset)
+        self.coder = codec.frame_coder(width, height, level, gop, scenecut, preset)
+        version = 3 if codec.learned_rate else 2 if self.rate else 1
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=0 if self.rate else quality, gop=gop, model_name=codec.name,
-                              model_hash=codec.model_hash, version=2 if self.rate else 1)
+                              model_hash=codec.model_hash, version=version)
         self.writer = StreamWriter(fileobj, header)
         codec.entropy  # fail early if the model has no frozen tables
         self.quality = quality
@@ -61,7 +63,7 @@ class StreamEncoder:
         quality = self.quality
         if self.rate is not None:
             motion_bits = 8 * len(coder.motion_chunk(a))
-            sizes = {q: coder.bits(a, coder.codes(a, lv)) + motion_bits + 8 * self._overhead(lv.stages)
+            sizes = {q: coder.bits(a, coder.codes(a, lv)) + motion_bits + 8 * self._overhead(lv)
                      for q, lv in self.codec.levels.items()}
             quality = self.rate.choose(a.ftype, sizes)
         packet, self.last_decoded = coder.packet(a, *coder.choose(a, self.codec.levels[quality]),
@@ -72,9 +74,10 @@ class StreamEncoder:
         self.qualities.append(quality)
         return n
 
-    def _overhead(self, stages: int) -> int:
-        """Container bytes of a packet with stages + 1 chunks (FORMAT.md)."""
-        return (7 if self.writer.header.version == 2 else 6) + 4 * (stages + 1)
+    def _overhead(self, level: Level) -> int:
+        """Container bytes of a packet at this level (FORMAT.md): RVQ stages + 1 chunks, or a v2 model's 3."""
+        chunks = CHUNKS if self.codec.learned_rate else level.stages + 1
+        return (6 if self.writer.header.version == 1 else 7) + 4 * chunks
 
     def close(self) -> None:
         self.writer.close()
@@ -95,7 +98,7 @@ class StreamDecoder:
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
-        self.coder = FrameCoder(codec, h.width, h.height, Level(codec.model.cfg.num_stages), max(1, h.gop))
+        self.coder = codec.frame_coder(h.width, h.height, codec.levels[codec.default_quality], max(1, h.gop))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for packet in self.reader:
@@ -108,18 +111,25 @@ class StreamDecoder:
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel, name: str, sha256: str, levels: dict[int, Level] | None = None,
-                 training: dict | None = None):
+    def __init__(self, model: VideoCodecModel | LearnedRateModel, name: str, sha256: str,
+                 levels: dict[int, Level] | None = None, training: dict | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self.learned_rate = isinstance(model, LearnedRateModel)
         self.training = dict(training or {})   # the model file's training record (registry.CARD_FIELDS)
         self._card: dict | None = None
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
         self._entropy: tuple[torch.Tensor, EntropyCoder] | None = None
-        self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
-        if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
-            raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
+        if self.learned_rate:
+            self.levels = dict(sorted((levels or gain_levels(model.cfg.qualities)).items()))
+            if any(q != lv.gain + 1 for q, lv in self.levels.items() if lv.gain is not None) \
+                    or any(lv.gain is None or not 0 <= lv.gain < model.cfg.qualities for lv in self.levels.values()):
+                raise ModelError(f"a learned-rate model's quality q uses gain row q - 1 of {model.cfg.qualities}")
+        else:
+            self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
+            if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
+                raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
         self.qualities = tuple(self.levels)
         self.default_quality = self.qualities[len(self.qualities) // 2]
         self.default_gop = DEFAULT_GOP
@@ -130,8 +140,15 @@ class Codec:
         the model was never exported, ValueError if its tables do not fit its config."""
         cdf = self.model.entropy.cdf
         if self._entropy is None or self._entropy[0] is not cdf:
-            self._entropy = (cdf, EntropyCoder(self.model.cfg, cdf))
+            coder = HyperCoder(self.model) if self.learned_rate else EntropyCoder(self.model.cfg, cdf)
+            self._entropy = (cdf, coder)
         return self._entropy[1]
+
+    def frame_coder(self, width: int, height: int, level: Level, gop: int, scenecut: float = DEFAULT_SCENECUT,
+                    preset: Preset = PRESETS[DEFAULT_PRESET]) -> FrameCoder:
+        """The closed-loop frame coder of this model's design (coding.FrameCoder or coding.hyper.HyperFrameCoder)."""
+        cls = HyperFrameCoder if self.learned_rate else FrameCoder
+        return cls(self, width, height, level, gop, scenecut, preset)
 
     @property
     def card(self) -> dict:
@@ -157,6 +174,9 @@ class Codec:
         if header.model_name != self.name or header.model_hash != self.model_hash:
             raise ModelError(f"stream was coded with model {header.model_name!r} ({header.model_hash.hex()}), "
                              f"not {self.name!r} ({self.model_hash.hex()})")
+        if (header.version == 3) != self.learned_rate:
+            raise BitstreamError(f"a format version {header.version} stream cannot hold the integers of "
+                                 f"{'a learned-rate' if self.learned_rate else 'an RVQ'} model")
 
     def _quality(self, quality: int | None) -> int:
         q = self.default_quality if quality is None else quality

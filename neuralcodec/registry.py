@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from .codec import Codec, ModelError, file_sha256
 from .coding import EntropyCoder, Level, default_levels
-from .model import ModelConfig, VideoCodecModel
+from .coding.hyper import HyperCoder
+from .model import LEARNED_RATE, LearnedRateModel, ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
 FORMAT = "ncodec-model-1"
@@ -61,7 +62,12 @@ def check_card(card: object, where: str = "model card") -> dict:
     return out
 
 
-def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half: bool = True,
+def build_model(cfg: ModelConfig) -> VideoCodecModel | LearnedRateModel:
+    """The (untrained) model of a validated config's design."""
+    return LearnedRateModel(cfg) if cfg.rate_model == LEARNED_RATE else VideoCodecModel(cfg)
+
+
+def save_model(model: VideoCodecModel | LearnedRateModel, name: str, path: str | os.PathLike, half: bool = True,
                levels: dict[int, Level] | None = None, card: dict | None = None) -> str:
     """Write weights (fp16 floats), buffers, config, quality table and the training record (card: CARD_FIELDS)
     to a safetensors file; returns its sha256."""
@@ -73,9 +79,10 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
         if half and v.is_floating_point() and not k.endswith(".embed"):
             v = v.half()
         tensors[k] = v
-    levels = levels or default_levels(model.cfg.num_stages)
-    meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json(),
-            "levels": json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})}
+    meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json()}
+    if not isinstance(model, LearnedRateModel):     # a learned-rate model's levels follow from its config
+        levels = levels or default_levels(model.cfg.num_stages)
+        meta["levels"] = json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})
     if card is not None:
         meta["card"] = json.dumps(check_card(card))
     from .io import atomic_output
@@ -84,7 +91,8 @@ def save_model(model: VideoCodecModel, name: str, path: str | os.PathLike, half:
     return file_sha256(path)
 
 
-def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int, Level] | None, dict]:
+def read_model(path: str | os.PathLike) \
+        -> tuple[VideoCodecModel | LearnedRateModel, str, dict[int, Level] | None, dict]:
     """Build the model a safetensors file describes; returns (model, name, quality table, training record).
     ModelError on any defect.
 
@@ -105,12 +113,13 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
             except ValueError as e:
                 raise ModelError(f"{path}: bad model config: {e}") from None
             levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
-                       for q, v in json.loads(meta["levels"]).items()} if "levels" in meta else None)
+                       for q, v in json.loads(meta["levels"]).items()}
+                      if "levels" in meta and cfg.rate_model != LEARNED_RATE else None)
             raw_card = meta.get("card", "{}")
             if len(raw_card) > MAX_CARD_BYTES:
                 raise ModelError(f"{path}: model card over {MAX_CARD_BYTES} bytes")
             card = check_card(json.loads(raw_card), f"{path}: model card")
-            model = VideoCodecModel(cfg)
+            model = build_model(cfg)
             ref = model.state_dict()
             if set(f.keys()) != set(ref):
                 missing, extra = sorted(set(ref) - set(f.keys()))[:3], sorted(set(f.keys()) - set(ref))[:3]
@@ -135,7 +144,7 @@ def read_model(path: str | os.PathLike) -> tuple[VideoCodecModel, str, dict[int,
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
     if model.entropy.exported:
         try:
-            EntropyCoder(model.cfg, model.entropy.cdf)
+            HyperCoder(model) if isinstance(model, LearnedRateModel) else EntropyCoder(model.cfg, model.entropy.cdf)
         except ValueError as e:
             raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
     return model.eval(), meta["name"], levels, card

@@ -119,7 +119,7 @@ packets = st.lists(
 
 def fit_packets(header: StreamHeader, pkts: list[Packet]) -> list[Packet]:
     """Version 1 has one quality for the stream, so its packets carry none."""
-    return pkts if header.version == 2 else [Packet(p.frame_type, p.chunks) for p in pkts]
+    return pkts if header.version >= 2 else [Packet(p.frame_type, p.chunks) for p in pkts]
 
 
 @settings(max_examples=80, deadline=None)
@@ -148,12 +148,22 @@ def test_version_2_packets_carry_their_quality():
     with pytest.raises(HeaderValueError, match="quality of every packet"):
         pack_stream(make_header(quality=0, version=2), [Packet(FrameType.I, ())])
     with pytest.raises(HeaderValueError, match="version"):
-        make_header(version=3)
+        make_header(version=4)
     with pytest.raises(HeaderValueError, match="quality"):
         Packet(FrameType.I, (), quality=256)
     truncated = v2[: len(make_header().to_bytes()) + 2]   # inside the first packet's 3-byte head
     with pytest.raises(TruncatedError, match="packet header"):
         unpack_stream(truncated)
+
+
+def test_version_3_packets_carry_their_quality_too():
+    """Version 3 (learned-rate models) has version 2's packet head, and its header may hold a constant quality."""
+    pkts = [Packet(FrameType.I, (b"", b"z", b"y"), 5), Packet(FrameType.P, (b"m", b"z", b"y"), 5)]
+    data = pack_stream(make_header(quality=5, version=3), pkts)
+    header, read = unpack_stream(data)
+    assert header.version == 3 and header.quality == 5 and read == pkts
+    with pytest.raises(HeaderValueError, match="version 3 stream needs the quality"):
+        pack_stream(make_header(quality=5, version=3), [Packet(FrameType.I, ())])
 
 
 def make_header_like(h: StreamHeader, **kw) -> StreamHeader:

@@ -321,4 +321,4 @@ def test_model_package_knows_no_bytes():
     root = pathlib.Path(__file__).resolve().parents[1] / "neuralcodec"
     rans = re.compile(r"\b(encode_symbols|decode_symbols|CdfTables)\b")
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if rans.search(p.read_text()))
-    assert users == ["coding/entropy.py"]
+    assert users == ["coding/entropy.py", "coding/hyper.py"]

@@ -7,8 +7,8 @@
 """
 from .entropy import EntropyCoder, SymbolCounts, TableLayout, TablesNotExportedError, stage_contexts
 from .frame_coder import (DEFAULT_PRESET, DEFAULT_SCENECUT, PRESETS, SCENECUT_MAX_PSNR, Analysis, FrameCoder, Level,
-                          Preset, default_levels)
+                          Preset, default_levels, gain_levels)
 
 __all__ = ["DEFAULT_PRESET", "DEFAULT_SCENECUT", "PRESETS", "SCENECUT_MAX_PSNR", "Analysis", "EntropyCoder",
            "FrameCoder", "Level", "Preset", "SymbolCounts", "TableLayout", "TablesNotExportedError",
-           "default_levels", "stage_contexts"]
+           "default_levels", "gain_levels", "stage_contexts"]

@@ -30,6 +30,12 @@ class Level:
     stages: int            # residual VQ stages sent
     lam_i: float = 0.0     # rate-distortion thresholds (latent energy, see ResidualVQ.encode) for I and P frames
     lam_p: float = 0.0
+    gain: int | None = None  # learned-rate models: the row of gains (quality index, 0-based); the RVQ: None
+
+
+def gain_levels(qualities: int) -> dict[int, Level]:
+    """A learned-rate model's quality table: quality q (1-based) codes with gain row q - 1."""
+    return {q: Level(1, gain=q - 1) for q in range(1, qualities + 1)}
 
 
 def default_levels(num_stages: int) -> dict[int, Level]:
@@ -87,7 +93,7 @@ class Analysis:
 
     x: torch.Tensor                  # the frame (1, 3, H, W), padded
     ftype: FrameType
-    z: torch.Tensor                  # the encoder's latent: of x (I) or of x - warped (P)
+    z: torch.Tensor | None           # the encoder's latent: of x (I) or of x - warped (P)
     warped: torch.Tensor | None      # P: the motion-compensated prediction
     mv: torch.Tensor | None          # P: (1, 2, bh, bw) quarter pels
 
@@ -141,6 +147,13 @@ class FrameCoder:
     @torch.no_grad()
     def prepare(self, frame: np.ndarray) -> Analysis:
         """Motion search, the frame-type decision and the encoder's latent: everything no level changes."""
+        a = self._analyse_motion(frame)
+        a.z = (self.model.i_enc(a.x) if a.ftype == FrameType.I else self.model.p_enc(a.x - a.warped)).float()
+        return a
+
+    @torch.no_grad()
+    def _analyse_motion(self, frame: np.ndarray) -> Analysis:
+        """The frame as a padded tensor, its type and, for a P-frame, its motion and prediction (z left None)."""
         x = _to_tensor(frame, self.align)
         ftype, warped, mv = self.frame_type(), None, None
         if ftype == FrameType.P:
@@ -152,8 +165,7 @@ class FrameCoder:
                 ftype, warped, mv = FrameType.I, None, None
             else:
                 self.pred_mse = pred_mse
-        z = self.model.i_enc(x) if ftype == FrameType.I else self.model.p_enc(x - warped)
-        return Analysis(x, ftype, z.float(), warped, mv)
+        return Analysis(x, ftype, None, warped, mv)
 
     def _vq(self, a: Analysis):
         return (self.model.i_vq, None) if a.ftype == FrameType.I else (self.model.p_vq, a.warped)

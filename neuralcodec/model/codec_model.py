@@ -37,28 +37,17 @@ def _fp32(t: torch.Tensor):
     return torch.autocast(t.device.type, enabled=False)
 
 
-class VideoCodecModel(nn.Module):
-    """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context.
-
-        I:  x ──► i_enc ──► z ──► i_vq.encode ──► codes (S, h, w) ──► i_vq.decode ──► i_dec ──► + 0.5 ──► x_hat
-        P:  x, ref ──► motion (encoder only) ──► mv (2, bh, bw) ──► warp(ref, mv) = warped
-            x - warped ──► p_enc ──► z ──► p_vq.encode ──► codes ──► p_vq.decode ──► p_dec(·, p_ctx(warped))
-                                                                                   ──► + warped ──► x_hat
-
-    `forward` runs a clip for training (straight-through VQ, the losses' inputs); encode_* / decode_* are the
-    inference path, integers in and out. The codes and mv are what a frame is coded to; `entropy` holds the frozen
-    tables the coding layer (neuralcodec.coding) turns them into bytes with. The model itself knows no bytes."""
+class MotionCodecBase(nn.Module):
+    """What both model designs share: the I and P transforms at 1/8 resolution (encoders, decoders, the P-frame
+    context network) and the encoder-side block motion with its warp. Subclasses add the quantizer and entropy
+    model (VideoCodecModel: residual VQ; learned_rate.LearnedRateModel: integer latents under a hyperprior)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.i_enc, self.i_dec = Encoder(3, cfg), Decoder(cfg)
         self.p_enc, self.p_dec, self.p_ctx = Encoder(3, cfg, bias=False), Decoder(cfg), ContextNet(cfg)
-        self.i_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
-        self.p_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
-        self.entropy = EntropyTables()
 
-    # building blocks shared by forward and the inference path --------------------
     @property
     def mv_limit(self) -> int:
         """Largest motion component in quarter pels; decoded vectors are clamped to it too."""
@@ -77,6 +66,25 @@ class VideoCodecModel(nn.Module):
 
     def warp(self, ref: torch.Tensor, mv: torch.Tensor) -> torch.Tensor:
         return block_warp(ref, mv, self.cfg.block_size)
+
+
+class VideoCodecModel(MotionCodecBase):
+    """I-frames: x -> Enc -> RVQ -> Dec. P-frames: residual to the motion-warped reference, decoded with context.
+
+        I:  x ──► i_enc ──► z ──► i_vq.encode ──► codes (S, h, w) ──► i_vq.decode ──► i_dec ──► + 0.5 ──► x_hat
+        P:  x, ref ──► motion (encoder only) ──► mv (2, bh, bw) ──► warp(ref, mv) = warped
+            x - warped ──► p_enc ──► z ──► p_vq.encode ──► codes ──► p_vq.decode ──► p_dec(·, p_ctx(warped))
+                                                                                   ──► + warped ──► x_hat
+
+    `forward` runs a clip for training (straight-through VQ, the losses' inputs); encode_* / decode_* are the
+    inference path, integers in and out. The codes and mv are what a frame is coded to; `entropy` holds the frozen
+    tables the coding layer (neuralcodec.coding) turns them into bytes with. The model itself knows no bytes."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.i_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        self.p_vq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        self.entropy = EntropyTables()
 
     def decode_intra(self, codes: torch.Tensor) -> torch.Tensor:
         return self.i_dec(self.i_vq.decode(codes)) + 0.5

@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass, fields
 # its config passed these checks.
 _LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "num_stages": (1, 32),
            "codebook_size": (2, 4096), "block_size": (4, 128), "search_range": (0, 256), "mv_alphabet": (3, 4095),
-           "stride": (8, 8), "mv_coding": (0, 1)}
+           "stride": (8, 8), "mv_coding": (0, 1), "rate_model": (0, 1), "qualities": (1, 64),
+           "hyper_channels": (1, 256), "hyper_dim": (1, 128)}
 # Fields added after models were shipped, with the value every file written before them implies.
-_ADDED = {"mv_coding": 0}
+_ADDED = {"mv_coding": 0, "rate_model": 0, "qualities": 16, "hyper_channels": 64, "hyper_dim": 32}
+RVQ, LEARNED_RATE = 0, 1    # rate_model: residual VQ with counted tables (models to 1.17), or model v2
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class ModelConfig:
     stride: int = 8                                 # spatial downsampling of the latent (fixed by the architecture)
     mv_coding: int = 1                              # motion vector prediction and contexts (motion.MV_CODINGS):
     #                                                 0 left neighbour (models to 1.11), 1 median + x/y context
+    rate_model: int = RVQ                           # RVQ (num_stages, codebook_size) or LEARNED_RATE: integer
+    #                                                 latents under a hyperprior (qualities, hyper_*; model v2)
+    qualities: int = 16                             # LEARNED_RATE: quality levels (rows of per-channel gains)
+    hyper_channels: int = 64                        # LEARNED_RATE: channels of the hyper networks
+    hyper_dim: int = 32                             # LEARNED_RATE: channels of the side latent z (at 1/32)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,8 +75,10 @@ class ModelConfig:
 
     @property
     def align(self) -> int:
-        """Frames are padded to a multiple of this many pixels."""
-        return max(self.stride, self.block_size)
+        """Frames are padded to a multiple of this many pixels (LEARNED_RATE: the side latent's 1/32 too)."""
+        return max(self.stride * (4 if self.rate_model == LEARNED_RATE else 1), self.block_size)
 
 
 TINY = ModelConfig(channels=(8, 12, 16), blocks=(0, 1, 1), latent_dim=4, num_stages=3, codebook_size=16)
+TINY_V2 = ModelConfig(channels=(8, 12, 16), blocks=(0, 1, 1), latent_dim=4, rate_model=LEARNED_RATE, qualities=4,
+                      hyper_channels=8, hyper_dim=4)

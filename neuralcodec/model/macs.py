@@ -8,13 +8,18 @@ from torch import nn
 def _count(module: nn.Module, fn) -> int:
     total = 0
 
+    from .hyperprior import IntLayer
+
     def hook(m: nn.Module, inputs, output) -> None:
         nonlocal total
-        k = m.weight[0].numel()   # (cin / groups) x kh x kw multiply-accumulates per output element
-        total += k * output.numel() // output.shape[0]
+        conv = m.conv if isinstance(m, IntLayer) else m
+        if isinstance(conv, nn.ConvTranspose2d):   # every input element meets cout x kh x kw weights
+            total += conv.weight.numel() // conv.groups * inputs[0][0, 0].numel()
+        else:                                      # (cin / groups) x kh x kw per output element
+            total += conv.weight[0].numel() * output.numel() // output.shape[0]
 
     handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, IntLayer))]
     try:
         with torch.inference_mode():
             fn()
@@ -30,8 +35,13 @@ def decoder_macs_per_pixel(model, size: int = 64) -> dict[str, float]:
     convolutional, so the figure does not depend on the frame size."""
     cfg = model.cfg
     h = w = size // cfg.stride
-    codes = torch.zeros(1, 1, h, w, dtype=torch.long)
     frame = torch.zeros(1, 3, size, size)
     pixels = size * size
+    if hasattr(model, "decode_frame"):   # learned rate: the synthesis and the hyper-synthesis of the scale indexes
+        y = torch.zeros(1, cfg.latent_dim, h, w, dtype=torch.long)
+        z = torch.zeros(1, cfg.hyper_dim, h // 4, w // 4)
+        return {"I": _count(model, lambda: (model.decode_frame(y, 0), model.hyper_i(z))) / pixels,
+                "P": _count(model, lambda: (model.decode_frame(y, 0, frame), model.hyper_p(z, y))) / pixels}
+    codes = torch.zeros(1, 1, h, w, dtype=torch.long)
     return {"I": _count(model, lambda: model.decode_intra(codes)) / pixels,
             "P": _count(model, lambda: model.decode_inter(codes, frame)) / pixels}

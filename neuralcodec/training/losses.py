@@ -3,10 +3,35 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ms_ssim, ssim
 from torch import nn
 
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)  # first four standard scales, renormalised inside pytorch-msssim
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)  # first four standard scales, renormalised
+_SSIM_FLOOR = 1e-4   # contrast-structure terms are floored before the fractional powers (see _ms_ssim)
+
+
+def _ms_ssim(x: torch.Tensor, y: torch.Tensor, win: int, weights: tuple[float, ...]) -> torch.Tensor:
+    """MS-SSIM (Gaussian window of sigma 1.5, data range 1) of image batches (N, C, H, W), averaged over N and C,
+    with one scale per weight (one weight: plain SSIM). Each scale's term is floored at _SSIM_FLOOR before its
+    power: a poor reconstruction's negative contrast-structure term made pytorch-msssim's relu-then-power give
+    0 x inf = NaN gradients (which ended a training run)."""
+    c = x.shape[1]
+    g = torch.exp(-(torch.arange(win, dtype=torch.float32, device=x.device) - win // 2) ** 2 / (2 * 1.5 ** 2))
+    g = (g / g.sum()).to(x.dtype)
+    kh, kw = g.view(1, 1, 1, win).repeat(c, 1, 1, 1), g.view(1, 1, win, 1).repeat(c, 1, 1, 1)
+    blur = lambda t: F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)  # noqa: E731
+    w = torch.tensor(weights, dtype=x.dtype, device=x.device)
+    w = w / w.sum()
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    out = x.new_ones(x.shape[:2])
+    for i in range(len(weights)):
+        if i:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        mx, my = blur(x), blur(y)
+        sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        cs = (2 * sxy + c2) / (sxx + syy + c2)
+        term = cs if i < len(weights) - 1 else cs * (2 * mx * my + c1) / (mx * mx + my * my + c1)
+        out = out * term.mean((-2, -1)).clamp(min=_SSIM_FLOOR) ** w[i]
+    return out.mean()
 
 
 def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -14,9 +39,8 @@ def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     side = min(x.shape[-2:])
     win = next((k for k in (7, 5, 3) if side > (k - 1) * 16), None)
     if win is None:
-        return ssim(x.clamp(0, 1), y, data_range=1.0, win_size=min(3, side - (side + 1) % 2))
-    w = torch.tensor(MS_SSIM_WEIGHTS, device=x.device)
-    return ms_ssim(x.clamp(0, 1), y, data_range=1.0, win_size=win, weights=w / w.sum())
+        return _ms_ssim(x.clamp(0, 1), y, min(3, side - (side + 1) % 2), (1.0,))
+    return _ms_ssim(x.clamp(0, 1), y, win, MS_SSIM_WEIGHTS)
 
 
 def distortion(x: torch.Tensor, xhat: torch.Tensor, w_msssim: float) -> tuple[torch.Tensor, dict[str, float]]:

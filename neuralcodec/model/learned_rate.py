@@ -1,0 +1,114 @@
+"""Model v2: integer latents with a learned rate, one model for every quality."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .codec_model import MotionCodecBase, to_levels
+from .config import LEARNED_RATE, ModelConfig
+from .entropy import EntropyTables
+from .hyperprior import HyperPrior
+
+
+@dataclass
+class FrameLatents:
+    """What one frame is coded to: y (1, D, h, w) and z (1, Z, h/4, w/4), int64, at quality index gain."""
+
+    y: torch.Tensor
+    z: torch.Tensor
+    gain: int
+
+
+class LearnedRateModel(MotionCodecBase):
+    """Integer latents (the finite-scalar form of the VQ-VAE) under a hyperprior, trained on rate + lambda x
+    distortion; a quality q selects a row of per-channel gains, so one model spans every rate.
+
+        I:  x ──► i_enc ──► y ──► × gain_i[q] ──► round ──► y_int ──► ÷ gain_i[q] ──► i_dec ──► + 0.5 ──► x_hat
+        P:  x, ref ──► motion (encoder only) ──► mv ──► warp(ref, mv) = warped
+            x - warped ──► p_enc ──► × gain_p[q] ──► round ──► y_int ──► ÷ gain_p[q] ──► p_dec(·, p_ctx(warped))
+                                                                                       ──► + warped ──► x_hat
+        side:  y × gain ──► hyper.analysis ──► round ──► z_int ──► hyper (integer-exact; P: + previous y_int)
+                                                                 ──► scale index of each element of y_int
+
+    `forward` runs a clip for training (straight-through rounding for the decoders, uniform noise for the rate)
+    and returns its reconstruction and estimated bits; `encode_frame` / `decode_frame` are the inference path,
+    integers out and in; `scale_index` is the exact integer network whose output, with the frozen tables in
+    `entropy`, is all the entropy coder needs. The model itself knows no bytes (neuralcodec.coding.hyper)."""
+
+    def __init__(self, cfg: ModelConfig):
+        if cfg.rate_model != LEARNED_RATE:
+            raise ValueError("LearnedRateModel needs a config with rate_model = LEARNED_RATE")
+        super().__init__(cfg)
+        d, q = cfg.latent_dim, cfg.qualities
+        # log gains per quality and channel; the highest quality (the last row) has the largest gains
+        ramp = torch.linspace(math.log(0.5), math.log(12.5), q)[:, None]
+        self.gain_i = nn.Parameter(ramp.repeat(1, d).clone())
+        self.gain_p = nn.Parameter(ramp.repeat(1, d).clone())
+        self.hyper_i = HyperPrior(d, cfg.hyper_channels, cfg.hyper_dim, with_prev=False)
+        self.hyper_p = HyperPrior(d, cfg.hyper_channels, cfg.hyper_dim, with_prev=True)
+        self.entropy = EntropyTables()
+
+    def _gain(self, intra: bool, q: torch.Tensor) -> torch.Tensor:
+        """Per-sample gains (B, D, 1, 1) for quality indexes q (B,) in 0 .. qualities - 1."""
+        return (self.gain_i if intra else self.gain_p)[q].exp()[:, :, None, None]
+
+    def hyper(self, intra: bool) -> HyperPrior:
+        return self.hyper_i if intra else self.hyper_p
+
+    # inference: integers out and in ---------------------------------------------
+    def analysis(self, x: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's float latent of x (I-frame: warped None) or of its residual x - warped (P-frame)."""
+        return (self.i_enc(x) if warped is None else self.p_enc(x - warped)).float()
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor, q: int, intra: bool) -> FrameLatents:
+        """A latent from `analysis` at quality index q -> its integers (y and the side latent z)."""
+        ys = y.float() * self._gain(intra, torch.tensor([q]))
+        z = torch.round(self.hyper(intra).side_latent(ys).float())
+        return FrameLatents(torch.round(ys).long(), z.long(), q)
+
+    def encode_frame(self, x: torch.Tensor, q: int, warped: torch.Tensor | None = None) -> FrameLatents:
+        return self.quantize(self.analysis(x, warped), q, warped is None)
+
+    @torch.no_grad()
+    def scale_index(self, z: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """Exact int64 scale indexes of y from integer z (I-frame: prev None) or z and the previous frame's y."""
+        return self.hyper(prev is None).index_exact(z, prev)
+
+    def decode_frame(self, y: torch.Tensor, q: int, warped: torch.Tensor | None = None) -> torch.Tensor:
+        """Integers y at quality index q -> the frame (unclamped float); P-frames on their prediction warped."""
+        yq = y.float() / self._gain(warped is None, torch.tensor([q]))
+        if warped is None:
+            return self.i_dec(yq).float() + 0.5
+        return warped + self.p_dec(yq, self.p_ctx(warped)).float()
+
+    # training -------------------------------------------------------------------
+    def _code(self, y: torch.Tensor, q: torch.Tensor, intra: bool, prev: torch.Tensor | None):
+        g = self._gain(intra, q)
+        ys = y.float() * g
+        _, y_lik, z_lik = self.hyper(intra).likelihoods(ys, prev, noise=self.training)
+        bits = -(y_lik.log2().sum((1, 2, 3)) + z_lik.log2().sum((1, 2, 3)))
+        y_int = torch.round(ys)
+        y_dec = ys + (y_int - ys).detach() if self.training else y_int
+        return y_dec / g, bits, y_int.detach()
+
+    def forward(self, clip: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code a clip (B, T, 3, H, W) at quality indexes q (B,): frame 0 as I, the rest as P on the previous
+        reconstruction. Returns (reconstructions (B, T, 3, H, W), estimated bits of every frame (B,))."""
+        frame = lambda t: clip[:, t].contiguous(memory_format=torch.channels_last)  # noqa: E731
+        yq, bits, prev = self._code(self.i_enc(frame(0)), q, True, None)
+        xhat = self.i_dec(yq).float() + 0.5
+        recons = [xhat]
+        for t in range(1, clip.shape[1]):
+            x = frame(t)
+            ref = xhat.detach().clamp(0, 1) if self.training else to_levels(xhat)
+            with torch.no_grad():
+                warped = self.warp(ref, self.motion(x, ref))
+            yq, b, prev = self._code(self.p_enc(x - warped), q, False, prev)
+            xhat = warped + self.p_dec(yq, self.p_ctx(warped)).float()
+            bits = bits + b
+            recons.append(xhat)
+        return torch.stack(recons, 1), bits

@@ -1,0 +1,202 @@
+"""Model v2 (learned rate) with a tiny model: the integer-exact entropy model, the coding layer, format version 3."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bitstream import BitstreamError, FrameType, Packet, StreamHeader
+from neuralcodec.codec import Codec
+from neuralcodec.coding.hyper import HyperCoder, freeze_tables
+from neuralcodec.coding.entropy import TableLayout
+from neuralcodec.model import TINY_V2, LearnedRateModel, to_levels
+from neuralcodec.model.hyperprior import SCALE_LEVELS
+from neuralcodec.registry import read_model, save_model
+from tests.conftest import textured_clip
+
+
+def make_tiny_v2(seed: int = 0) -> LearnedRateModel:
+    """A tiny v2 model with its tables frozen (uniform motion tables) and trained a few steps, so that its scale
+    indexes spread over the table."""
+    torch.manual_seed(seed)
+    model = LearnedRateModel(TINY_V2)
+    clip = torch.from_numpy(textured_clip(2, 64, 64, pan=2, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(5):
+        xhat, bits = model(clip.repeat(2, 1, 1, 1, 1), torch.tensor([0, TINY_V2.qualities - 1]))
+        loss = bits.mean() / 4096 + 100 * (xhat - clip).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    from bitstream import CdfTables
+    mv = [CdfTables.from_pmfs([np.exp(-np.abs(np.arange(TINY_V2.mv_alphabet) - 64) / 4)])[0]
+          for _ in range(TableLayout(TINY_V2).mv_tables)]
+    model.entropy.cdf = freeze_tables(model, mv)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def v2_codec(one_thread) -> Codec:
+    return Codec(make_tiny_v2(), "tiny-v2", "cd" * 32)
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return textured_clip(4, 40, 72, pan=2, seed=3)     # padded to 64 x 96 (the v2 alignment is 32)
+
+
+def test_eval_forward_equals_decode_of_encode(v2_codec):
+    """The training graph in eval mode reconstructs exactly what the decoder outputs, at every quality."""
+    frames = textured_clip(3, 64, 64, pan=2, seed=5)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 255
+    for q in v2_codec.qualities:
+        with torch.no_grad():
+            recon, bits = v2_codec.model(x, torch.tensor([q - 1]))
+        want = (to_levels(recon[0]) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        data = v2_codec.encode(frames, quality=q, scenecut=0)
+        assert np.array_equal(v2_codec.decode(data), want), q
+
+
+def test_round_trip_every_quality_and_rate_control(v2_codec, clip):
+    sizes = []
+    for q in v2_codec.qualities:
+        data = v2_codec.encode(clip, quality=q)
+        assert data[4] == 3                                   # format version 3
+        out = v2_codec.decode(data)
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        sizes.append(len(data))
+    data = v2_codec.encode(clip, bitrate=8 * sizes[1] * 30 / len(clip))
+    assert v2_codec.decode(data).shape == clip.shape
+
+
+def test_hyper_coder_round_trips_with_escapes(v2_codec):
+    ent: HyperCoder = v2_codec.entropy
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, SCALE_LEVELS, (4, 5, 6))
+    y = rng.integers(-5, 6, (4, 5, 6))
+    y[0, 0, 0], y[1, 2, 3] = 100000, -70000                  # far outside every table: escapes
+    assert np.array_equal(ent.decode_y(ent.encode_y(y, idx), idx), y)
+    z = rng.integers(-3, 4, (TINY_V2.hyper_dim, 2, 3))
+    z[0, 0, 0] = 9999
+    for intra in (True, False):
+        assert np.array_equal(ent.decode_z(ent.encode_z(z, intra), intra, z.shape), z)
+
+
+def test_estimated_rate_matches_the_coded_size(v2_codec):
+    """The rate the training loss sees is the rate the coder spends (tiny model; a trained one is checked in
+    test_shipped_model's rate test when the default model is a learned-rate one)."""
+    frames = textured_clip(1, 64, 64, seed=7)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None] / 255
+    q = v2_codec.qualities[-1]
+    with torch.no_grad():
+        _, bits = v2_codec.model(x, torch.tensor([q - 1]))
+    data = v2_codec.encode(frames, quality=q)
+    coded = 8 * (len(data) - 43 - len(v2_codec.name) - 7 - 12)   # payload: no stream header, packet head
+    # each of the z and y chunks adds a constant: its word count (1 byte), the flushed 64-bit rANS state and up to
+    # one partly filled 32-bit word
+    assert -0.03 * float(bits) <= coded - float(bits) <= 0.03 * float(bits) + 2 * (8 + 64 + 32), (coded, float(bits))
+
+
+_DECODE = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[2]))
+from neuralcodec import load_codec
+from neuralcodec.coding.hyper import HyperFrameCoder
+codec = load_codec(sys.argv[1])
+if sys.argv[3] == "contiguous":
+    codec.model.to(memory_format=torch.contiguous_format)
+h = hashlib.sha256()
+orig = HyperFrameCoder._index
+def spy(self, ftype, z):
+    idx = orig(self, ftype, z)
+    h.update(idx.numpy().tobytes())
+    return idx
+HyperFrameCoder._index = spy
+frames = codec.decode(open(sys.argv[4], "rb").read())
+print(h.hexdigest(), hashlib.sha256(frames.tobytes()).hexdigest())
+"""
+
+
+def test_decode_is_identical_across_threads_processes_and_memory_formats(v2_codec, clip, tmp_path):
+    """The scale indexes (the parse) and the decoded frames are the same with 1 and 2 threads, in fresh
+    processes, with channels_last on and off."""
+    path = tmp_path / "tiny-v2.safetensors"
+    save_model(v2_codec.model, "tiny-v2", path, card={"version": "t"})
+    from neuralcodec import load_codec
+    codec = load_codec(path)
+    stream = tmp_path / "c.ncv"
+    stream.write_bytes(codec.encode(clip, quality=2))
+    runs = {subprocess.run([sys.executable, "-c", _DECODE, str(path), threads, fmt, str(stream)],
+                           capture_output=True, text=True, check=True).stdout.split()[0]
+            for threads in ("1", "2") for fmt in ("channels_last", "contiguous")}
+    assert len(runs) == 1
+
+
+def test_model_file_round_trip(v2_codec, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_model(v2_codec.model, "tiny-v2", path, card={"version": "2.t", "steps": 5})
+    model, name, levels, card = read_model(path)
+    assert isinstance(model, LearnedRateModel) and name == "tiny-v2" and levels is None
+    assert card["version"] == "2.t" and card["steps"] == 5
+    assert torch.equal(model.entropy.cdf, v2_codec.model.entropy.cdf)
+    codec = Codec(model, name, "ef" * 32)
+    assert codec.qualities == tuple(range(1, TINY_V2.qualities + 1))
+
+
+def test_corrupt_side_information_raises_bitstream_error_only(v2_codec, clip):
+    """Flipped, cut or swapped bytes in the z, y and motion chunks and a bad quality byte: BitstreamError or a
+    decoded frame, never anything else."""
+    coder = v2_codec.frame_coder(clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
+    packets = [coder.encode(f)[0] for f in clip[:2]]
+    rng = np.random.default_rng(1)
+    outcomes = {"ok": 0, "error": 0}
+    for trial in range(60):
+        k = int(rng.integers(0, 3))
+        chunks = list(packets[1].chunks)
+        data = bytearray(chunks[k])
+        if data and trial % 3:
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        else:
+            data = data[: int(rng.integers(0, len(data) + 1))] + bytes(rng.integers(0, 256, 3, dtype=np.uint8))
+        chunks[k] = bytes(data)
+        quality = 2 if trial % 7 else int(rng.integers(0, 256))
+        dec = v2_codec.frame_coder(clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
+        dec.decode(packets[0])
+        try:
+            frame = dec.decode(Packet(FrameType.P, tuple(chunks), quality))
+            assert frame.shape == clip.shape[1:]
+            outcomes["ok"] += 1
+        except BitstreamError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 0
+
+
+def test_learned_rate_model_refuses_other_format_versions(v2_codec, tiny_codec):
+    header = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name="tiny-v2",
+                          model_hash=v2_codec.model_hash, version=1)
+    with pytest.raises(BitstreamError, match="version 1 stream cannot hold .* learned-rate"):
+        v2_codec.check_stream(header)
+    v3 = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name=tiny_codec.name,
+                      model_hash=tiny_codec.model_hash, version=3)
+    with pytest.raises(BitstreamError, match="version 3 stream cannot hold .* RVQ"):
+        tiny_codec.check_stream(v3)
+
+
+def test_scale_index_exact_path_matches_training_path(v2_codec):
+    """The float32 straight-through path that training sees gives the exact path's indexes (up to rare rounding
+    ties), so the rate it learns is the rate coded."""
+    rng = np.random.default_rng(2)
+    z = torch.from_numpy(rng.integers(-3, 4, (1, TINY_V2.hyper_dim, 2, 3))).float()
+    prev = torch.from_numpy(rng.integers(-4, 5, (1, TINY_V2.latent_dim, 8, 12))).float()
+    for hyper, p in ((v2_codec.model.hyper_i, None), (v2_codec.model.hyper_p, prev)):
+        with torch.no_grad():
+            train = hyper(z, p).long()
+        exact = hyper.index_exact(z.long(), None if p is None else p.long())
+        assert (train == exact).float().mean() > 0.99
+        assert json.dumps(exact.unique().tolist())   # integers in range
+        assert 0 <= int(exact.min()) and int(exact.max()) < SCALE_LEVELS
