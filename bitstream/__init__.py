@@ -15,7 +15,8 @@ from .container import (
     pack_stream,
     unpack_stream,
 )
-from .entropy import CdfTables, build_cdf, decode_symbols, decode_varints, encode_symbols, encode_varints
+from .entropy import (CdfTables, build_cdf, decode_symbols, decode_symbols_staged, decode_varints, encode_symbols,
+                      encode_varints)
 from .errors import (
     BitstreamError,
     BudgetExceededError,
@@ -44,6 +45,7 @@ __all__ = [
     "CdfTables",
     "encode_symbols",
     "decode_symbols",
+    "decode_symbols_staged",
     "encode_varints",
     "decode_varints",
     "BitstreamError",

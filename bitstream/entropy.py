@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ __all__ = [
     "CdfTables",
     "encode_symbols",
     "decode_symbols",
+    "decode_symbols_staged",
     "encode_varints",
     "decode_varints",
 ]
@@ -283,14 +284,26 @@ def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) 
 
 def decode_symbols(data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
     """Inverse of encode_symbols: int32 array shaped like indexes; BitstreamError on malformed data."""
+    return decode_symbols_staged(data, indexes, tables)[0]
+
+
+def decode_symbols_staged(data: bytes, indexes: np.ndarray, tables: CdfTables,
+                          then: Callable[[np.ndarray], np.ndarray] | None = None,
+                          then_count: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode one encode_symbols stream whose symbols are two parts: the first coded with tables[indexes], the
+    second (then_count symbols) with the tables then(first part's values) returns, an integer array of that
+    size (a decoder that learns the second part's tables from the first part, as model v2's y from its z).
+    Returns (first part shaped like indexes, second part shaped like then's result, or None without then).
+    BitstreamError on malformed data, or if then's indexes are out of range or the wrong size."""
     idx = _check_indexes(indexes, tables)
     shape = np.shape(indexes)
     n = idx.size
+    total = n + (then_count if then is not None else 0)
     buf = np.frombuffer(bytes(data), dtype=np.uint8)
-    if n == 0:
+    if total == 0:
         if buf.size:
             raise BitstreamError("entropy payload has data but no symbols to decode")
-        return np.zeros(shape, dtype=np.int32)
+        return np.zeros(shape, dtype=np.int32), (None if then is None else then(np.zeros(shape, np.int32)))
     (n_words,), head = _varint_decode(buf, 1)
     start = head
     end = start + 4 * int(n_words)
@@ -299,29 +312,42 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.nd
     if end > buf.size:
         raise TruncatedError("entropy payload truncated")
     # Guard: the C++ decoder does no bounds checks. It reads 2 words at init and at most one word per
-    # symbol (bypass mode is unreachable with our tables), so n + 2 words of zero padding bound every read.
+    # symbol (bypass mode is unreachable with our tables), so total + 2 words of zero padding bound every read.
     rans = buf[start:end].tobytes()
-    need = 4 * (n + 4)
+    need = 4 * (total + 4)
     if len(rans) < need:
         rans += bytes(need - len(rans))
-    k = tables._ks[idx]
-    cidx, lists, sizes = _coder_args(idx, tables)
-    out = np.asarray(
-        _rans().RansDecoder().decode_with_indexes(rans, cidx.tolist(), lists, sizes, [0] * len(lists)),
-        dtype=np.int64,
-    )
-    escaped = out == k
-    direct = ~escaped
-    out[direct] = tables._symbol_of[tables._base[idx[direct]] + out[direct]]
-    n_esc = int(escaped.sum())
+    decoder = _rans().RansDecoder()
+    decoder.set_stream(rans)
     tail = buf[end:]
-    raw, used = _varint_decode(tail, n_esc)
+    used = 0
+
+    def part(idx: np.ndarray) -> np.ndarray:
+        nonlocal used
+        k = tables._ks[idx]
+        cidx, lists, sizes = _coder_args(idx, tables)
+        out = np.asarray(decoder.decode_stream(cidx.tolist(), lists, sizes, [0] * len(lists)), dtype=np.int64)
+        escaped = out == k
+        direct = ~escaped
+        out[direct] = tables._symbol_of[tables._base[idx[direct]] + out[direct]]
+        n_esc = int(escaped.sum())
+        raw, u = _varint_decode(tail[used:], n_esc)
+        used += u
+        if n_esc:
+            esc_k = k[escaped]
+            values = np.where(raw & 1, -(raw >> 1) - 1, (raw >> 1) + esc_k)
+            if values.min() < _INT32_MIN or values.max() > _INT32_MAX:
+                raise BitstreamError("entropy payload escape value out of int32 range")
+            out[escaped] = values
+        return out.astype(np.int32)
+
+    first = part(idx).reshape(shape) if n else np.zeros(shape, dtype=np.int32)
+    second = None
+    if then is not None:
+        nxt = np.asarray(then(first))
+        if nxt.size != then_count:
+            raise BitstreamError(f"second part has {nxt.size} symbols, {then_count} were declared")
+        second = part(_check_indexes(nxt, tables)).reshape(nxt.shape) if then_count else nxt.astype(np.int32)
     if used != tail.size:
         raise BitstreamError("entropy payload has trailing bytes")
-    if n_esc:
-        esc_k = k[escaped]
-        values = np.where(raw & 1, -(raw >> 1) - 1, (raw >> 1) + esc_k)
-        if values.min() < _INT32_MIN or values.max() > _INT32_MAX:
-            raise BitstreamError("entropy payload escape value out of int32 range")
-        out[escaped] = values
-    return out.astype(np.int32).reshape(shape)
+    return first, second

@@ -1,9 +1,11 @@
 """Model v2's integers as rANS chunks, and one frame to one Packet and back.
 
-A packet of a learned-rate model has three chunks: the motion field (empty for I-frames), the side latent z and
-the latent y. z is coded under one frozen table per channel (from the factorized prior); y under the frozen table
-of its scale index, which the integer-exact hyper-synthesis computes from z (and, for P-frames, from the previous
-frame's y), so the decoder's probabilities depend on integers only. The packet's quality byte selects the gains.
+A packet of a learned-rate model has two chunks: the motion field (empty for I-frames), then one rANS stream
+holding the side latent z and then the latent y. z is coded under one frozen table per channel (from the
+factorized prior); y under the frozen table of its scale index, which the integer-exact hyper-synthesis computes
+from the decoded z (and, for P-frames, from the previous frame's y), so the decoder's probabilities depend on
+integers only (bitstream.decode_symbols_staged decodes z, asks for y's tables, decodes y). The packet's quality
+byte selects the gains.
 
 Table layout of `model.entropy.cdf` (CdfTables rows): hyper_dim z tables, one per channel, over -R..R with
 R = (K - 1) / 2; SCALE_LEVELS y tables, one per scale index, over -R_k..R_k; then the motion tables (as the RVQ
@@ -15,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from bitstream import BitstreamError, CdfTables, FrameType, Packet, decode_symbols, encode_symbols
+from bitstream import BitstreamError, CdfTables, FrameType, Packet, decode_symbols_staged, encode_symbols
 
 from ..model.hyperprior import SCALE_LEVELS, scale_table
 from ..model.learned_rate import FrameLatents, LearnedRateModel
@@ -24,7 +26,7 @@ from .frame_coder import Analysis, FrameCoder, Level
 
 Z_RANGE = 48          # z tables cover -Z_RANGE..Z_RANGE
 Y_TAIL = 6.5          # y tables cover +-ceil(Y_TAIL x scale) (at least 1)
-CHUNKS = 3            # motion, z, y
+CHUNKS = 2            # motion; z then y
 
 
 def freeze_tables(model: LearnedRateModel, mv_cdfs: list[np.ndarray]) -> torch.Tensor:
@@ -77,30 +79,32 @@ class HyperCoder(EntropyCoder):
         c = np.arange(self.cfg.hyper_dim).reshape(-1, 1, 1) + (0 if intra else self.cfg.hyper_dim)
         return np.broadcast_to(c, shape)
 
-    def encode_z(self, z: np.ndarray, intra: bool) -> bytes:
-        t = self._z_tables(intra, z.shape)
-        return encode_symbols(z + self.z_half[t], t, self.tables)
+    def encode_latents(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, intra: bool) -> bytes:
+        """One rANS stream: z (Z, h/4, w/4) under its channels' tables, then y (D, h, w) under the tables of its
+        scale indexes (same shape as y)."""
+        tz = self._z_tables(intra, z.shape)
+        sym = np.concatenate([(z + self.z_half[tz]).ravel(), (y + self.y_half[index]).ravel()])
+        return encode_symbols(sym, np.concatenate([tz.ravel(), self.y_base + index.ravel()]), self.tables)
 
-    def decode_z(self, data: bytes, intra: bool, shape) -> np.ndarray:
-        t = self._z_tables(intra, shape)
-        return decode_symbols(data, t, self.tables).astype(np.int64) - self.z_half[t]
+    def decode_latents(self, data: bytes, intra: bool, z_shape: tuple[int, int, int], y_shape: tuple[int, int, int],
+                       scale_index) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of encode_latents: (z, y); scale_index(z) gives y's scale indexes (shaped y_shape) from the
+        decoded z, as the encoder computed them."""
+        tz = self._z_tables(intra, z_shape)
+        z_box: list[np.ndarray] = []
 
-    def encode_y(self, y: np.ndarray, index: np.ndarray) -> bytes:
-        return encode_symbols(y + self.y_half[index], self.y_base + index, self.tables)
+        def y_tables(z_sym: np.ndarray) -> np.ndarray:
+            z = z_sym.astype(np.int64) - self.z_half[tz]
+            z_box.append(z)
+            index = np.asarray(scale_index(z))
+            if index.shape != tuple(y_shape):
+                raise BitstreamError(f"scale indexes of shape {index.shape}, the latent is {tuple(y_shape)}")
+            z_box.append(index)
+            return self.y_base + index
 
-    def decode_y(self, data: bytes, index: np.ndarray) -> np.ndarray:
-        return decode_symbols(data, self.y_base + index, self.tables).astype(np.int64) - self.y_half[index]
-
-    def y_bits(self, y: np.ndarray, index: np.ndarray) -> float:
-        """Ideal code length of y under its tables (escapes counted as the escape bin only)."""
-        bits = 0.0
-        for k in np.unique(index):
-            sel = index == k
-            table_bits = self.tables.symbol_bits(self.y_base + int(k))
-            s = y[sel] + self.y_half[k]
-            inside = (s >= 0) & (s < table_bits.size)
-            bits += float(table_bits[s[inside]].sum()) + 16.0 * int((~inside).sum())
-        return bits
+        _, y_sym = decode_symbols_staged(data, tz, self.tables, y_tables, int(np.prod(y_shape)))
+        index = z_box[1]
+        return z_box[0], y_sym.astype(np.int64) - self.y_half[index]
 
 
 class HyperFrameCoder(FrameCoder):
@@ -129,11 +133,13 @@ class HyperFrameCoder(FrameCoder):
     def _index(self, a_type: FrameType, z: torch.Tensor) -> torch.Tensor:
         return self.model.scale_index(z, None if a_type == FrameType.I else self.prev_codes)
 
-    def bits(self, a: Analysis, codes: FrameLatents) -> int:
-        intra = a.ftype == FrameType.I
+    def _latents_chunk(self, a: Analysis, codes: FrameLatents) -> bytes:
         idx = self._index(a.ftype, codes.z)[0].numpy()
-        return int(8 * len(self.entropy.encode_z(codes.z[0].numpy(), intra))
-                   + math.ceil(self.entropy.y_bits(codes.y[0].numpy(), idx)))
+        return self.entropy.encode_latents(codes.z[0].numpy(), codes.y[0].numpy(), idx, a.ftype == FrameType.I)
+
+    def bits(self, a: Analysis, codes: FrameLatents) -> int:
+        """Coded size of the latents chunk in bits (coded for real: the rANS coder is cheap)."""
+        return 8 * len(self._latents_chunk(a, codes))
 
     @torch.no_grad()
     def reconstruct(self, a: Analysis, codes: FrameLatents) -> torch.Tensor:
@@ -151,10 +157,7 @@ class HyperFrameCoder(FrameCoder):
 
     def packet(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor | None = None,
                quality: int | None = None) -> tuple[Packet, np.ndarray]:
-        intra = a.ftype == FrameType.I
-        idx = self._index(a.ftype, codes.z)[0].numpy()       # before commit moves prev_codes on
-        chunks = (self.motion_chunk(a), self.entropy.encode_z(codes.z[0].numpy(), intra),
-                  self.entropy.encode_y(codes.y[0].numpy(), idx))
+        chunks = (self.motion_chunk(a), self._latents_chunk(a, codes))   # before commit moves prev_codes on
         _, _, _, frame = self.commit(a, codes, recon)
         return Packet(a.ftype, chunks, codes.gain + 1), frame
 
@@ -178,9 +181,10 @@ class HyperFrameCoder(FrameCoder):
         elif packet.chunks[0]:
             raise BitstreamError("an I-frame packet has a motion chunk")
         h, w = self.latent_shape
-        z = torch.from_numpy(ent.decode_z(packet.chunks[1], intra, (self.cfg.hyper_dim, h // 4, w // 4)))[None]
-        idx = self._index(ftype, z)[0].numpy()
-        y = torch.from_numpy(ent.decode_y(packet.chunks[2], idx))[None]
+        _, y = ent.decode_latents(packet.chunks[1], intra, (self.cfg.hyper_dim, h // 4, w // 4),
+                                  (self.cfg.latent_dim, h, w),
+                                  lambda z: self._index(ftype, torch.from_numpy(z)[None])[0].numpy())
+        y = torch.from_numpy(y)[None]
         return self.synthesise_v2(ftype, y, self.codec.levels[packet.quality].gain, mv)
 
     @property

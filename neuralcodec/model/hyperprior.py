@@ -115,9 +115,11 @@ class IntLayer(nn.Module):
 
 
 def relu_q(acc: torch.Tensor) -> torch.Tensor:
-    """Training path: an accumulator (real units) -> ReLU activation on the grid, clamped below A_MAX."""
-    a = torch.floor(acc * 2 ** A_BITS + 0.5).clamp(0, A_MAX * 2 ** A_BITS - 1) / 2 ** A_BITS
-    return acc + (a - acc).detach()
+    """Training path: an accumulator (real units) -> ReLU activation on the grid, clamped below A_MAX. Only the
+    rounding is straight-through: the clamp keeps its true gradient (zero outside), so this is a ReLU in the
+    backward pass too (a straight-through clamp let gradients through negative pre-activations, and training
+    from the transfer weights diverged after about 400 steps, twice)."""
+    return ste_round(acc * 2 ** A_BITS).clamp(0, A_MAX * 2 ** A_BITS - 1) / 2 ** A_BITS
 
 
 def relu_exact(acc_int: torch.Tensor) -> torch.Tensor:
@@ -167,9 +169,8 @@ class HyperPrior(nn.Module):
             h = self.hs1(relu_q(self.hs0(z_hat.float().clamp(-Z_MAX, Z_MAX))))
             if prev is not None:
                 h = h + self.ctx1(relu_q(self.ctx0(prev.float().clamp(-PREV_MAX, PREV_MAX))))
-            s = self.out(relu_q(h))
-            s = ste_round(s)
-            return s + (s.clamp(0, SCALE_LEVELS - 1) - s).detach()
+            # the clamp with its true gradient, as the float model's sigma floor: no drift below the table
+            return ste_round(self.out(relu_q(h))).clamp(0, SCALE_LEVELS - 1)
 
     @torch.no_grad()
     def index_exact(self, z: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,6 +17,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 from ..coding.hyper import freeze_tables, motion_cdf_rows
 from ..model import LEARNED_RATE, LearnedRateModel
 from ..model.hyperprior import SCALE_MIN, SCALE_STEP
@@ -34,11 +36,18 @@ def motion_tables(src: str) -> list:
 
 def export_v2(model: LearnedRateModel, name: str, out: str | Path, prev_card: dict, run: dict,
               version: str | None, command: str | None, motion_from: str = DEFAULT_MOTION_TABLES) -> str:
-    """Freeze the tables of a trained model and write it with prev_card's record + run ({steps, minutes})."""
+    """Freeze the tables of a trained model and write it with prev_card's record + run ({steps, minutes and, of
+    those, gpu_minutes})."""
     from ..registry import save_model
     model = model.float().eval()
-    model.entropy.cdf = freeze_tables(model, motion_tables(motion_from))
-    card = carry_on(prev_card, version, int(run["steps"]), float(run["minutes"]) / 60, False, command)
+    if model.entropy.cdf.is_floating_point():   # checkpoints of runs started before 2026-12-07 21:00 hold it as
+        model.entropy.cdf = model.entropy.cdf.round().to(torch.int32)   # float32 (exact: entries <= 65536)
+    # the motion tables: the ones the model carries (it continued an exported model), else motion_from's
+    mv = motion_cdf_rows(model) if model.entropy.exported else motion_tables(motion_from)
+    model.entropy.cdf = freeze_tables(model, mv)
+    gpu = float(run.get("gpu_minutes", 0.0))
+    card = carry_on(prev_card, version, int(run["steps"]), (float(run["minutes"]) - gpu) / 60, False, command)
+    card["gpu_hours"] = (card["gpu_hours"] or 0.0) + gpu / 60
     digest = save_model(model, name, out, card=card)
     print_exported(name, out, card, digest, model)
     return digest
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         run = {"steps": run["steps"] + a.extra_steps, "minutes": run["minutes"] + a.extra_minutes}
     else:
         from .train_v2 import load_checkpoint
-        model, run = load_checkpoint(a.checkpoint)
+        model, run, _ = load_checkpoint(a.checkpoint)
         prev = json.loads((Path(a.checkpoint).parent / "card.json").read_text())
     export_v2(model, a.name, a.out, prev, run, a.version, a.command)
 

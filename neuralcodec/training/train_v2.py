@@ -43,42 +43,66 @@ class V2Config:
     lam_hi: float = 0.03
     w_msssim: float = 0.05
     minutes: float = 60.0
+    steps: int = 0                 # stop after this many steps too (0: minutes only)
     ckpt_every_min: float = 5.0
     bf16: bool = True
     seed: int = 0
+    device: str = "auto"           # auto: CUDA when there is one (the pack is decoded onto it), else CPU
+
+
+PRESETS: dict[str, dict] = {       # sizes for a machine; options given on the command line win
+    # crop 160: a multiple of the model's alignment (32) that keeps the 180-pixel-high sources (bigbuckbunny, the
+    # procedural clips), which larger crops drop
+    "gpu": {"batch_size": 48, "crop": 160, "clip_len": 4, "minutes": 8.0, "ckpt_every_min": 1.0, "lr": 2e-4},
+}
+
+
+PAUSE_S = 30.0   # a step that took longer than this was paused: it counts as this long
 
 
 def lambdas(cfg: V2Config, qualities: int) -> torch.Tensor:
     return torch.logspace(math.log10(cfg.lam_lo), math.log10(cfg.lam_hi), qualities) * 255 ** 2
 
 
-def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict) -> dict:
+def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_state: dict | None = None) -> dict:
     """Train in place for cfg.minutes; returns the run record {steps, minutes} added to `start`'s."""
     from .data import PackDataset
+    if cfg.crop % model.cfg.align:
+        raise ValueError(f"crop {cfg.crop} is not a multiple of the model's alignment {model.cfg.align}")
     out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed + start.get("steps", 0))
-    ds = PackDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed + 2)
-    lams = lambdas(cfg, model.cfg.qualities)
+    model.to(device)
+    ds = PackDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed + 2, device=device)
+    lams = lambdas(cfg, model.cfg.qualities).to(device)
     base = [p for n, p in model.named_parameters() if n.startswith(("i_", "p_"))]
     new = [p for n, p in model.named_parameters() if not n.startswith(("i_", "p_"))]
     opt = torch.optim.Adam([{"params": base, "lr": cfg.lr}, {"params": new, "lr": cfg.lr_new}])
-    gen = torch.Generator().manual_seed(cfg.seed + 3 + start.get("steps", 0))
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 3 + start.get("steps", 0))
     log = (out / "log.jsonl").open("a")
-    steps, skipped, t0 = 0, 0, time.time()
+    steps, skipped, minutes, last = 0, 0, 0.0, time.time()
     next_ckpt = cfg.ckpt_every_min
     model.train()
     while True:
-        minutes = (time.time() - t0) / 60
-        done = minutes >= cfg.minutes
+        now = time.time()
+        minutes += min(now - last, PAUSE_S) / 60    # a process stopped (SIGSTOP) meanwhile: not training time
+        last = now
+        done = minutes >= cfg.minutes or 0 < cfg.steps <= steps
         if minutes >= next_ckpt or done:
-            rec = {"steps": start.get("steps", 0) + steps, "minutes": start.get("minutes", 0.0) + minutes}
-            save_checkpoint(out / "latest.pt", model, cfg, rec)
+            rec = {"steps": start.get("steps", 0) + steps, "minutes": start.get("minutes", 0.0) + minutes,
+                   "gpu_minutes": start.get("gpu_minutes", 0.0) + (minutes if device.type == "cuda" else 0.0)}
+            save_checkpoint(out / "latest.pt", model, cfg, rec, opt)
             next_ckpt += cfg.ckpt_every_min
         if done:
-            return {"steps": steps, "minutes": minutes}
+            model.cpu()
+            return {"steps": steps, "minutes": minutes, "gpu": device.type == "cuda"}
         clip = ds.sample(cfg.batch_size, gen).contiguous()
-        q = torch.randint(0, model.cfg.qualities, (cfg.batch_size,), generator=gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        q = torch.randint(0, model.cfg.qualities, (cfg.batch_size,), generator=gen, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             xhat, bits = model(clip, q)
         xhat = xhat.float()
         mse = (xhat - clip).pow(2).mean((1, 2, 3, 4))
@@ -106,18 +130,20 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict) -> dic
             log.flush()
 
 
-def save_checkpoint(path: Path, model: LearnedRateModel, cfg: V2Config, record: dict) -> None:
+def save_checkpoint(path: Path, model: LearnedRateModel, cfg: V2Config, record: dict,
+                    opt: torch.optim.Optimizer | None = None) -> None:
     from ..io import atomic_output
     with atomic_output(path, force=True) as tmp:
         torch.save({"model": model.state_dict(), "model_config": model.cfg.to_json(), "train_config": asdict(cfg),
-                    "record": record}, tmp)
+                    "record": record, "optimizer": None if opt is None else opt.state_dict()}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[LearnedRateModel, dict]:
+def load_checkpoint(path: str | Path) -> tuple[LearnedRateModel, dict, dict | None]:
+    """(model, record {steps, minutes} since the run's init model, optimizer state or None)."""
     st = torch.load(path, map_location="cpu", weights_only=True)
     model = LearnedRateModel(ModelConfig.from_json(st["model_config"]))
     model.load_state_dict(st["model"])
-    return model, st["record"]
+    return model, st["record"], st.get("optimizer")
 
 
 def init_model(src: str) -> tuple[LearnedRateModel, dict]:
@@ -127,7 +153,7 @@ def init_model(src: str) -> tuple[LearnedRateModel, dict]:
     if not isinstance(codec.model, LearnedRateModel):
         raise ValueError(f"{src} is not a learned-rate model (use --from-transfer for the RVQ transforms)")
     model = LearnedRateModel(codec.model.cfg)
-    model.load_state_dict({k: v.float() for k, v in codec.model.state_dict().items()})
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in codec.model.state_dict().items()})
     return model, dict(codec.training)
 
 
@@ -140,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", metavar="MODEL.safetensors", help="after training, write a model file")
     p.add_argument("--name", default="ncodec-base", help="the exported model's name (default ncodec-base)")
     p.add_argument("--version", help="the exported model's version (its card)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="sizes for a machine (PRESETS); options given win")
     for f, v in asdict(V2Config()).items():
         kind = type(v)
         if kind is bool:
@@ -147,21 +174,23 @@ def main(argv: list[str] | None = None) -> None:
         else:
             p.add_argument("--" + f.replace("_", "-"), type=kind)
     a = p.parse_args(argv)
-    cfg = V2Config(**{f: getattr(a, f) for f in asdict(V2Config()) if getattr(a, f) is not None})
+    given = {f: getattr(a, f) for f in asdict(V2Config()) if getattr(a, f) is not None}
+    cfg = V2Config(**{**(PRESETS[a.preset] if a.preset else {}), **given})
+    opt_state = None
     if a.resume:
-        model, record = load_checkpoint(a.resume)
+        model, record, opt_state = load_checkpoint(a.resume)
         prev_card = json.loads((Path(a.resume).parent / "card.json").read_text())
     else:
         model, prev_card = init_model(a.init_from)
         record = {"steps": 0, "minutes": 0.0}
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "card.json").write_text(json.dumps(prev_card))
-    torch.set_num_threads(torch.get_num_threads())
-    run = train(model, cfg, Path(a.out), record)
+    run = train(model, cfg, Path(a.out), record, opt_state)
     print(json.dumps({"trained_steps": run["steps"], "trained_minutes": round(run["minutes"], 2)}))
     if a.export:
         from .export_v2 import export_v2
-        total = {"steps": record["steps"] + run["steps"], "minutes": record["minutes"] + run["minutes"]}
+        total = {"steps": record["steps"] + run["steps"], "minutes": record["minutes"] + run["minutes"],
+                 "gpu_minutes": record.get("gpu_minutes", 0.0) + (run["minutes"] if run["gpu"] else 0.0)}
         export_v2(model, a.name, a.export, prev_card, total, a.version,
                   "python -m neuralcodec.training.train_v2 " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:])))
 
