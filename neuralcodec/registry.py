@@ -31,7 +31,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "dd262fbf3b763fd2aef3af8c38cd099ac2d83944c270cd2afe5abd32fa4f87f6"),
+                   "98506663eff9b7b821614caf332f188072ea9150b0f09b34c3aa371e3bea6f37"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"

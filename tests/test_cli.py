@@ -279,7 +279,7 @@ def test_info_text(stream):
     assert [r[1] for r in rows] == [f["type"] for f in data["frames"]]
     assert [int(r[2]) for r in rows] == [f["quality"] for f in data["frames"]] == [data["quality"]] * len(rows)
     assert [int(r[3].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
-    assert data["format_version"] == 1
+    assert data["format_version"] == (3 if neuralcodec.load_codec().learned_rate else 1)
 
 
 def test_help_has_examples():
@@ -458,16 +458,20 @@ def test_demo_x264_match_is_closest_not_above():
 # ---------------------------------------------------------------- hardening: outputs, budgets, info, terminal, pipes
 
 
-def packet_bytes(packets: list[bitstream.Packet]) -> bytes:
-    """Packets as they appear in a stream, after its header."""
-    dummy = bitstream.StreamHeader(1, 1, 1, len(packets), 0, 0, "", bytes(8))
+def packet_bytes(packets: list[bitstream.Packet], version: int = 1) -> bytes:
+    """Packets as they appear in a stream of this format version, after its header (versions 2 and 3 carry a
+    quality in each packet: 1 where a packet has none)."""
+    if version >= 2:
+        packets = [p if p.quality is not None else dataclasses.replace(p, quality=1) for p in packets]
+    dummy = bitstream.StreamHeader(1, 1, 1, len(packets), 0, 0, "", bytes(8), version=version)
     return bitstream.pack_stream(dummy, packets)[len(dummy.to_bytes()):]
 
 
 def crafted(stream: Path, packets: list[bitstream.Packet] = (), **fields) -> bytes:
     """The header of ``stream`` (so it names the shipped model) with ``fields`` replaced and a valid CRC, followed by
     ``packets`` (default: none)."""
-    return dataclasses.replace(header_of(stream), **fields).to_bytes() + packet_bytes(list(packets))
+    header = dataclasses.replace(header_of(stream), **fields)
+    return header.to_bytes() + packet_bytes(list(packets), header.version)
 
 
 def test_force_never_touches_what_ncodec_did_not_write(tmp_path, stream, monkeypatch):
@@ -573,7 +577,8 @@ def test_oversized_streams_refused_fast_with_bounded_memory(tmp_path, stream):
 
 
 def many_empty_packets(stream: Path, count: int) -> bytes:
-    return crafted(stream, frame_count=0) + packet_bytes([bitstream.Packet(bitstream.FrameType.P, ())]) * count
+    version = header_of(stream).version
+    return crafted(stream, frame_count=0) + packet_bytes([bitstream.Packet(bitstream.FrameType.P, ())], version) * count
 
 
 def test_info_streams_in_flat_memory(tmp_path, stream):
