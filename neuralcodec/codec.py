@@ -14,7 +14,7 @@ from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHea
 
 from .coding import (DEFAULT_PRESET, DEFAULT_SCENECUT, PRESETS, SCENECUT_MAX_PSNR, Analysis, EntropyCoder,
                      FrameCoder, Level, Preset, default_levels, gain_levels)
-from .coding.hyper import CHUNKS, HyperCoder, HyperFrameCoder
+from .coding.hyper import CHUNKS, HyperFrameCoder, entropy_coder
 from .model import LearnedRateModel, VideoCodecModel
 from .ratecontrol import RateControl, parse_bitrate
 
@@ -123,8 +123,7 @@ class Codec:
         self._entropy: tuple[torch.Tensor, EntropyCoder] | None = None
         if self.learned_rate:
             self.levels = dict(sorted((levels or gain_levels(model.cfg.qualities)).items()))
-            if any(q != lv.gain + 1 for q, lv in self.levels.items() if lv.gain is not None) \
-                    or any(lv.gain is None or not 0 <= lv.gain < model.cfg.qualities for lv in self.levels.values()):
+            if any(lv.gain != q - 1 or not 0 <= lv.gain < model.cfg.qualities for q, lv in self.levels.items()):
                 raise ModelError(f"a learned-rate model's quality q uses gain row q - 1 of {model.cfg.qualities}")
         else:
             self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
@@ -140,8 +139,7 @@ class Codec:
         the model was never exported, ValueError if its tables do not fit its config."""
         cdf = self.model.entropy.cdf
         if self._entropy is None or self._entropy[0] is not cdf:
-            coder = HyperCoder(self.model) if self.learned_rate else EntropyCoder(self.model.cfg, cdf)
-            self._entropy = (cdf, coder)
+            self._entropy = (cdf, entropy_coder(self.model))
         return self._entropy[1]
 
     def frame_coder(self, width: int, height: int, level: Level, gop: int, scenecut: float = DEFAULT_SCENECUT,

@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .codec import Codec, ModelError, file_sha256
-from .coding import EntropyCoder, Level, default_levels
-from .coding.hyper import HyperCoder
+from .coding import Level, default_levels
+from .coding.hyper import entropy_coder
 from .model import LEARNED_RATE, LearnedRateModel, ModelConfig, VideoCodecModel
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -144,7 +144,7 @@ def read_model(path: str | os.PathLike) \
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
     if model.entropy.exported:
         try:
-            HyperCoder(model) if isinstance(model, LearnedRateModel) else EntropyCoder(model.cfg, model.entropy.cdf)
+            entropy_coder(model)
         except ValueError as e:
             raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
     return model.eval(), meta["name"], levels, card

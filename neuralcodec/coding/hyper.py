@@ -56,12 +56,17 @@ def motion_cdf_rows(model) -> list[np.ndarray]:
     return [tables[i] for i in range(len(tables) - n, len(tables))]
 
 
+def entropy_coder(model) -> EntropyCoder:
+    """The rANS coder of an exported model under its frozen tables: HyperCoder for a learned-rate model, else the
+    RVQ layout's EntropyCoder; TablesNotExportedError or ValueError as those raise."""
+    return HyperCoder(model) if isinstance(model, LearnedRateModel) else EntropyCoder(model.cfg, model.entropy.cdf)
+
+
 class HyperCoder(EntropyCoder):
     """rANS coding of a v2 frame's integers under its model's frozen tables (the motion coding is the RVQ
     layout's, with the motion tables after the z and y tables)."""
 
     def __init__(self, model: LearnedRateModel):
-        self.model = model
         super().__init__(model.cfg, model.entropy.cdf)
         ks = self.tables.num_symbols
         self.z_half = (ks[:self.y_base] - 1) // 2
@@ -113,9 +118,7 @@ class HyperFrameCoder(FrameCoder):
     context. Presets change the motion search only (the RVQ model's latent refinement and skip choice do not
     apply)."""
 
-    def __init__(self, codec, width: int, height: int, level: Level, gop: int, scenecut: float, preset):
-        super().__init__(codec, width, height, level, gop, scenecut, preset)
-        self.prev_codes: torch.Tensor | None = None     # the previous frame's y (1, D, h, w) int64
+    prev_codes: torch.Tensor | None      # the previous frame's y (1, D, h, w) int64
 
     @property
     def entropy(self) -> HyperCoder:
@@ -123,7 +126,7 @@ class HyperFrameCoder(FrameCoder):
 
     @torch.no_grad()
     def prepare(self, frame: np.ndarray) -> Analysis:
-        a = super()._analyse_motion(frame)
+        a = self._analyse_motion(frame)
         a.z = self.model.analysis(a.x, a.warped)
         return a
 
@@ -152,8 +155,7 @@ class HyperFrameCoder(FrameCoder):
     def commit(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor | None = None):
         recon = self.reconstruct(a, codes) if recon is None else recon
         mv_np = None if a.mv is None else a.mv[0].numpy()
-        frame = _finish_frame(self, a.ftype, recon, codes.y)
-        return a.ftype, codes, mv_np, frame
+        return a.ftype, codes, mv_np, self._finish(a.ftype, recon, codes.y)
 
     def packet(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor | None = None,
                quality: int | None = None) -> tuple[Packet, np.ndarray]:
@@ -194,13 +196,7 @@ class HyperFrameCoder(FrameCoder):
     @torch.inference_mode()
     def synthesise_v2(self, ftype: FrameType, y: torch.Tensor, gain: int, mv: np.ndarray | None) -> np.ndarray:
         warped = None if ftype == FrameType.I else self.model.warp(self.ref, torch.from_numpy(mv)[None])
-        return _finish_frame(self, ftype, self.model.decode_frame(y, gain, warped), y)
+        return self._finish(ftype, self.model.decode_frame(y, gain, warped), y)
 
 
-def _finish_frame(coder: FrameCoder, ftype: FrameType, recon: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    frame = coder._finish(ftype, recon, None)
-    coder.prev_codes = y
-    return frame
-
-
-__all__ = ["CHUNKS", "HyperCoder", "HyperFrameCoder", "freeze_tables", "motion_cdf_rows"]
+__all__ = ["CHUNKS", "HyperCoder", "HyperFrameCoder", "entropy_coder", "freeze_tables", "motion_cdf_rows"]

@@ -80,7 +80,10 @@ class LearnedRateModel(MotionCodecBase):
 
     def decode_frame(self, y: torch.Tensor, q: int, warped: torch.Tensor | None = None) -> torch.Tensor:
         """Integers y at quality index q -> the frame (unclamped float); P-frames on their prediction warped."""
-        yq = y.float() / self._gain(warped is None, torch.tensor([q]))
+        return self.synthesis(y.float() / self._gain(warped is None, torch.tensor([q])), warped)
+
+    def synthesis(self, yq: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        """A dequantized latent -> the frame: the I decoder, or the P decoder on (and added to) its prediction."""
         if warped is None:
             return self.i_dec(yq).float() + 0.5
         return warped + self.p_dec(yq, self.p_ctx(warped)).float()
@@ -100,7 +103,7 @@ class LearnedRateModel(MotionCodecBase):
         reconstruction. Returns (reconstructions (B, T, 3, H, W), estimated bits of every frame (B,))."""
         frame = lambda t: clip[:, t].contiguous(memory_format=torch.channels_last)  # noqa: E731
         yq, bits, prev = self._code(self.i_enc(frame(0)), q, True, None)
-        xhat = self.i_dec(yq).float() + 0.5
+        xhat = self.synthesis(yq)
         recons = [xhat]
         for t in range(1, clip.shape[1]):
             x = frame(t)
@@ -108,7 +111,7 @@ class LearnedRateModel(MotionCodecBase):
             with torch.no_grad():
                 warped = self.warp(ref, self.motion(x, ref))
             yq, b, prev = self._code(self.p_enc(x - warped), q, False, prev)
-            xhat = warped + self.p_dec(yq, self.p_ctx(warped)).float()
+            xhat = self.synthesis(yq, warped)
             bits = bits + b
             recons.append(xhat)
         return torch.stack(recons, 1), bits

@@ -5,8 +5,8 @@ or `--from-transfer WEIGHTS` to build model v2 from the experiment that put the 
 transforms (eval/results/gate/v2-transfer/transfer.py), with its training record.
 
 No statistics pass: the z tables come from the factorized priors and the y tables from the scale table, so an
-export takes seconds. The motion tables (the motion search is the RVQ model's, unchanged) are copied from the
-`--motion-tables-from` model, the shipped RVQ model by default.
+export takes seconds. The motion tables (the motion search is the RVQ model's, unchanged) are the ones the model
+carries (it continued an exported model), else the shipped model's.
 """
 from __future__ import annotations
 
@@ -53,14 +53,16 @@ def export_v2(model: LearnedRateModel, name: str, out: str | Path, prev_card: di
     return digest
 
 
-def from_transfer(weights: str | Path, base: str = "ncodec-base") -> tuple[LearnedRateModel, dict]:
+def from_transfer(weights: str | Path, base: str = "ncodec-base") -> tuple[LearnedRateModel, dict, dict]:
     """Model v2 from the transfer experiment's weights (transfer.py --save-weights): the RVQ model's transforms,
-    per-quality gains, float hyperpriors whose last layer is folded into scale-index units. Returns the model and
-    the run's {steps, minutes} as its metadata records them."""
+    per-quality gains, float hyperpriors whose last layer is folded into scale-index units. Returns the model, the
+    run's {steps, minutes} as its metadata records them, and the training record of base (the RVQ model)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
     from ..registry import load_codec
-    v2cfg = dataclasses.replace(load_codec(base).model.cfg, rate_model=LEARNED_RATE, qualities=16, hyper_channels=64, hyper_dim=32)
+    rvq = load_codec(base)
+    v2cfg = dataclasses.replace(rvq.model.cfg, rate_model=LEARNED_RATE, qualities=16, hyper_channels=64,
+                                hyper_dim=32)
     model = LearnedRateModel(v2cfg)
     src = {k: v.float() for k, v in load_file(str(weights)).items()}
     state = {}
@@ -87,7 +89,7 @@ def from_transfer(weights: str | Path, base: str = "ncodec-base") -> tuple[Learn
         raise ValueError(f"transfer weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata() or {}
-    return model, {"steps": int(meta.get("step", 0)), "minutes": float(meta.get("minutes", 0.0))}
+    return model, {"steps": int(meta.get("step", 0)), "minutes": float(meta.get("minutes", 0.0))}, dict(rvq.training)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,9 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--command", help="the training command, recorded in the card")
     a = p.parse_args(argv)
     if a.from_transfer:
-        from ..registry import load_codec
-        model, run = from_transfer(a.from_transfer, a.history_from)
-        prev = dict(load_codec(a.history_from).training)
+        model, run, prev = from_transfer(a.from_transfer, a.history_from)
         run = {"steps": run["steps"] + a.extra_steps, "minutes": run["minutes"] + a.extra_minutes}
     else:
         from .train_v2 import load_checkpoint

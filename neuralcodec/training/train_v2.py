@@ -113,12 +113,11 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         loss = (bpp + lams[q] * dist).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+        if not torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)):
             skipped += 1      # a batch with a non-finite loss or gradient is not applied (counted in the log)
             if skipped > 100:
                 raise FloatingPointError(f"over 100 non-finite batches by step {start.get('steps', 0) + steps}")
             continue
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         steps += 1
         if steps % 25 == 0:
