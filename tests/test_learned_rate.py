@@ -232,11 +232,37 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
     st = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert st["record"]["steps"] == 2 and st["train_config"]["crop"] == 32
     assert st["train_config"]["lr"] == PRESETS["gpu"]["lr"] and st["optimizer"] is not None
+    w = "i_enc.net.0.1.weight"
+    assert st["ema"] is not None and not torch.equal(st["ema"][w], st["model"][w])  # the average lags the weights
     main(["--resume", str(out / "latest.pt"), "--steps", "1", "--export", str(shipped), "--version", "2.1"] + small)
+    st = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     codec = load_codec(shipped)
+    exported = codec.model.state_dict()[w].float()      # the export is the average, not the last weights
+    assert (exported - st["ema"][w]).abs().max() < (exported - st["model"][w]).abs().max()
     assert codec.learned_rate and codec.card["version"] == "2.1"
     t = codec.card["training"]
     assert t["steps"] == 103 and t["gpu_hours"] == 0.0 and 0.5 < t["cpu_hours"] < 0.5 + 1 / 60
     assert t["commands"][0] == "first" and "--resume" in t["commands"][1]
     frames = textured_clip(3, 40, 48, pan=1, seed=3)
     assert codec.decode(codec.encode(frames, quality=2)).shape == frames.shape
+
+
+def test_train_v2_learning_rate_schedule_and_weight_average():
+    """The cosine schedule runs from the full rate to lr_end over the run (minutes or steps, whichever ends it), and
+    the weight average moves (1 - decay) of the way to the weights at each update."""
+    from neuralcodec.training.train_v2 import V2Config, WeightAverage, lr_factor
+    cfg = V2Config(minutes=10, lr_end=0.1)
+    assert lr_factor(cfg, 0, 0) == 1.0 and abs(lr_factor(cfg, 10, 0) - 0.1) < 1e-12
+    assert abs(lr_factor(cfg, 5, 0) - 0.55) < 1e-12 and lr_factor(cfg, 20, 0) == lr_factor(cfg, 10, 0)
+    assert lr_factor(V2Config(minutes=10), 7, 0) == 1.0                       # lr_end 1: constant
+    assert abs(lr_factor(V2Config(minutes=100, steps=10, lr_end=0.0), 1, 5) - 0.5) < 1e-12
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    avg = WeightAverage(net, 0.9)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    avg.update(net)
+    assert torch.allclose(avg.state_dict(net)["weight"], torch.full((1, 2), 1.2))
+    again = WeightAverage(net, 0.9, avg.state_dict(net))                       # resumed from a checkpoint
+    assert torch.equal(again.state_dict(net)["weight"], avg.state_dict(net)["weight"])

@@ -1,6 +1,7 @@
 """Export of model v2: freeze the integer tables and write a model file with the cumulative training record.
 
-`python -m neuralcodec.training.export_v2 CHECKPOINT -o MODEL.safetensors --version V` (a train_v2 checkpoint),
+`python -m neuralcodec.training.export_v2 CHECKPOINT -o MODEL.safetensors --version V` (a train_v2 checkpoint:
+its weight average when the run kept one, `--weights model` for the trained weights themselves),
 or `--from-transfer WEIGHTS` to build model v2 from the experiment that put the learned rate on the RVQ model's
 transforms (eval/results/gate/v2-transfer/transfer.py), with its training record.
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --from-transfer: the RVQ model whose transforms and record it continued")
     p.add_argument("--extra-steps", type=int, default=0, help="with --from-transfer: steps not in its metadata")
     p.add_argument("--extra-minutes", type=float, default=0.0, help="with --from-transfer: minutes likewise")
+    p.add_argument("--weights", choices=("ema", "model"),
+                   help="a checkpoint's weight average (ema, the default when it has one) or trained weights (model)")
     p.add_argument("--command", help="the training command, recorded in the card")
     a = p.parse_args(argv)
     if a.from_transfer:
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         run = {"steps": run["steps"] + a.extra_steps, "minutes": run["minutes"] + a.extra_minutes}
     else:
         from .train_v2 import load_checkpoint
-        model, run, _ = load_checkpoint(a.checkpoint)
+        model, run, _, _ = load_checkpoint(a.checkpoint, a.weights or "auto")
         prev = json.loads((Path(a.checkpoint).parent / "card.json").read_text())
     export_v2(model, a.name, a.out, prev, run, a.version, a.command)
 
