@@ -1,9 +1,10 @@
-"""ncodec: a learned video codec (RVQ autoencoder, I/P-frames with motion, rANS-coded .ncv streams)."""
+"""ncodec: a learned video codec (integer latents under a learned hyperprior, I/P-frames with motion, rANS-coded
+.ncv streams)."""
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The codec pulls in torch; load it on first use so `ncodec --version` and `import neuralcodec` stay fast.
 _LAZY = {

@@ -12,15 +12,14 @@ import torch
 
 from bitstream import BitstreamError, DecodeLimits, FrameType, Packet, StreamHeader, StreamReader, StreamWriter
 
-from .coding import (DEFAULT_PRESET, DEFAULT_SCENECUT, PRESETS, SCENECUT_MAX_PSNR, Analysis, EntropyCoder,
-                     FrameCoder, Level, Preset, default_levels, gain_levels)
-from .coding.hyper import CHUNKS, HyperFrameCoder, entropy_coder
-from .model import LearnedRateModel, VideoCodecModel
+from .coding import (CHUNKS, DEFAULT_PRESET, DEFAULT_SCENECUT, PRESETS, SCENECUT_MAX_PSNR, Analysis, EntropyCoder,
+                     FrameCoder, Level, Preset, gain_levels)
+from .model import LearnedRateModel
 from .ratecontrol import RateControl, parse_bitrate
 
 __all__ = ["DEFAULT_GOP", "DEFAULT_PRESET", "DEFAULT_SCENECUT", "PRESETS", "SCENECUT_MAX_PSNR", "Analysis", "Codec",
            "FrameCoder", "FrameType", "Level", "ModelError", "Preset", "StreamDecoder", "StreamEncoder",
-           "default_levels", "file_sha256"]
+           "file_sha256"]
 
 
 class ModelError(ValueError):
@@ -28,6 +27,8 @@ class ModelError(ValueError):
 
 
 DEFAULT_GOP = 32
+PACKET_OVERHEAD = 7 + 4 * CHUNKS   # container bytes of a packet (FORMAT.md): frame type, quality, size, chunk sizes
+FORMAT_VERSION = 3    # the .ncv version this codec writes and reads (bitstream/FORMAT.md); 1 and 2 held RVQ models
 
 
 class StreamEncoder:
@@ -36,16 +37,15 @@ class StreamEncoder:
     def __init__(self, codec: "Codec", fileobj: BinaryIO, width: int, height: int, fps: Fraction,
                  quality: int, gop: int, frame_count: int = 0, scenecut: float = DEFAULT_SCENECUT,
                  preset: Preset = PRESETS[DEFAULT_PRESET], bitrate: float | None = None, frames_hint: int = 0):
-        """quality 0 with a bitrate: rate control (format version 2, each packet carries its quality)."""
+        """quality 0 with a bitrate: rate control (each packet carries its quality)."""
         self.codec = codec
         self.rate = None if bitrate is None else RateControl(bitrate, fps, codec.qualities,
                                                                 frame_count or max(0, int(frames_hint)))
         level = codec.levels[codec.default_quality if self.rate else quality]
-        self.coder = codec.frame_coder(width, height, level, gop, scenecut, preset)
-        version = 3 if codec.learned_rate else 2 if self.rate else 1
+        self.coder = FrameCoder(codec, width, height, level, gop, scenecut, preset)
         header = StreamHeader(width=width, height=height, fps=Fraction(fps), frame_count=frame_count,
                               quality=0 if self.rate else quality, gop=gop, model_name=codec.name,
-                              model_hash=codec.model_hash, version=version)
+                              model_hash=codec.model_hash, version=FORMAT_VERSION)
         self.writer = StreamWriter(fileobj, header)
         codec.entropy  # fail early if the model has no frozen tables
         self.quality = quality
@@ -63,21 +63,15 @@ class StreamEncoder:
         quality = self.quality
         if self.rate is not None:
             motion_bits = 8 * len(coder.motion_chunk(a))
-            sizes = {q: coder.bits(a, coder.codes(a, lv)) + motion_bits + 8 * self._overhead(lv)
+            sizes = {q: coder.bits(a, coder.codes(a, lv)) + motion_bits + 8 * PACKET_OVERHEAD
                      for q, lv in self.codec.levels.items()}
             quality = self.rate.choose(a.ftype, sizes)
-        packet, self.last_decoded = coder.packet(a, *coder.choose(a, self.codec.levels[quality]),
-                                                 quality=quality if self.rate else None)
+        packet, self.last_decoded = coder.packet(a, *coder.choose(a, self.codec.levels[quality]))
         n = self.writer.write(packet)
         if self.rate is not None:
             self.rate.update(a.ftype, quality, 8 * n)
         self.qualities.append(quality)
         return n
-
-    def _overhead(self, level: Level) -> int:
-        """Container bytes of a packet at this level (FORMAT.md): RVQ stages + 1 chunks, or a v2 model's 3."""
-        chunks = CHUNKS if self.codec.learned_rate else level.stages + 1
-        return (6 if self.writer.header.version == 1 else 7) + 4 * chunks
 
     def close(self) -> None:
         self.writer.close()
@@ -98,7 +92,7 @@ class StreamDecoder:
         self.header = self.reader.header
         codec.check_stream(self.header)
         h = self.header
-        self.coder = codec.frame_coder(h.width, h.height, codec.levels[codec.default_quality], max(1, h.gop))
+        self.coder = FrameCoder(codec, h.width, h.height, codec.levels[codec.default_quality], max(1, h.gop))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for packet in self.reader:
@@ -111,24 +105,15 @@ class StreamDecoder:
 class Codec:
     """A loaded model plus everything needed to code video with it."""
 
-    def __init__(self, model: VideoCodecModel | LearnedRateModel, name: str, sha256: str,
-                 levels: dict[int, Level] | None = None, training: dict | None = None):
+    def __init__(self, model: LearnedRateModel, name: str, sha256: str, training: dict | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.learned_rate = isinstance(model, LearnedRateModel)
         self.training = dict(training or {})   # the model file's training record (registry.CARD_FIELDS)
         self._card: dict | None = None
         self.name = name
         self.sha256 = sha256
         self.model_hash = bytes.fromhex(sha256)[:8]
         self._entropy: tuple[torch.Tensor, EntropyCoder] | None = None
-        if self.learned_rate:
-            self.levels = dict(sorted((levels or gain_levels(model.cfg.qualities)).items()))
-            if any(lv.gain != q - 1 or not 0 <= lv.gain < model.cfg.qualities for q, lv in self.levels.items()):
-                raise ModelError(f"a learned-rate model's quality q uses gain row q - 1 of {model.cfg.qualities}")
-        else:
-            self.levels = dict(sorted((levels or default_levels(model.cfg.num_stages)).items()))
-            if any(not 1 <= lv.stages <= model.cfg.num_stages for lv in self.levels.values()):
-                raise ModelError(f"quality levels use 1..{model.cfg.num_stages} stages: {self.levels}")
+        self.levels = gain_levels(model.cfg.qualities)
         self.qualities = tuple(self.levels)
         self.default_quality = self.qualities[len(self.qualities) // 2]
         self.default_gop = DEFAULT_GOP
@@ -139,14 +124,8 @@ class Codec:
         the model was never exported, ValueError if its tables do not fit its config."""
         cdf = self.model.entropy.cdf
         if self._entropy is None or self._entropy[0] is not cdf:
-            self._entropy = (cdf, entropy_coder(self.model))
+            self._entropy = (cdf, EntropyCoder(self.model))
         return self._entropy[1]
-
-    def frame_coder(self, width: int, height: int, level: Level, gop: int, scenecut: float = DEFAULT_SCENECUT,
-                    preset: Preset = PRESETS[DEFAULT_PRESET]) -> FrameCoder:
-        """The closed-loop frame coder of this model's design (coding.FrameCoder or coding.hyper.HyperFrameCoder)."""
-        cls = HyperFrameCoder if self.learned_rate else FrameCoder
-        return cls(self, width, height, level, gop, scenecut, preset)
 
     @property
     def card(self) -> dict:
@@ -172,9 +151,9 @@ class Codec:
         if header.model_name != self.name or header.model_hash != self.model_hash:
             raise ModelError(f"stream was coded with model {header.model_name!r} ({header.model_hash.hex()}), "
                              f"not {self.name!r} ({self.model_hash.hex()})")
-        if (header.version == 3) != self.learned_rate:
-            raise BitstreamError(f"a format version {header.version} stream cannot hold the integers of "
-                                 f"{'a learned-rate' if self.learned_rate else 'an RVQ'} model")
+        if header.version != FORMAT_VERSION:
+            raise BitstreamError(f"a format version {header.version} stream holds an RVQ model's codes (ncodec-base "
+                                 f"1.x), which this ncodec no longer decodes (ncodec 0.1 does)")
 
     def _quality(self, quality: int | None) -> int:
         q = self.default_quality if quality is None else quality

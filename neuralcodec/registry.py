@@ -11,9 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .codec import Codec, ModelError, file_sha256
-from .coding import Level, default_levels
-from .coding.hyper import entropy_coder
-from .model import LEARNED_RATE, LearnedRateModel, ModelConfig, VideoCodecModel
+from .coding import EntropyCoder
+from .model import LearnedRateModel, ModelConfig
 
 MODELS_DIR = Path(__file__).parent / "models"
 FORMAT = "ncodec-model-1"
@@ -62,17 +61,12 @@ def check_card(card: object, where: str = "model card") -> dict:
     return out
 
 
-def build_model(cfg: ModelConfig) -> VideoCodecModel | LearnedRateModel:
-    """The (untrained) model of a validated config's design."""
-    return LearnedRateModel(cfg) if cfg.rate_model == LEARNED_RATE else VideoCodecModel(cfg)
-
-
-def save_model(model: VideoCodecModel | LearnedRateModel, name: str, path: str | os.PathLike, half: bool = True,
-               levels: dict[int, Level] | None = None, card: dict | None = None) -> str:
-    """Write weights (fp16 floats), buffers, config, quality table and the training record (card: CARD_FIELDS)
-    to a safetensors file; returns its sha256."""
+def save_model(model: LearnedRateModel, name: str, path: str | os.PathLike, half: bool = True,
+               card: dict | None = None) -> str:
+    """Write weights (fp16 floats), buffers, config and the training record (card: CARD_FIELDS) to a safetensors
+    file; returns its sha256."""
     if not model.entropy.exported:
-        raise ModelError("model has no frozen entropy tables; run the export's statistics pass first")
+        raise ModelError("model has no frozen entropy tables; export it (training.export_v2) first")
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
@@ -80,9 +74,6 @@ def save_model(model: VideoCodecModel | LearnedRateModel, name: str, path: str |
             v = v.half()
         tensors[k] = v
     meta = {"format": FORMAT, "name": name, "config": model.cfg.to_json()}
-    if not isinstance(model, LearnedRateModel):     # a learned-rate model's levels follow from its config
-        levels = levels or default_levels(model.cfg.num_stages)
-        meta["levels"] = json.dumps({str(q): [lv.stages, lv.lam_i, lv.lam_p] for q, lv in sorted(levels.items())})
     if card is not None:
         meta["card"] = json.dumps(check_card(card))
     from .io import atomic_output
@@ -91,10 +82,9 @@ def save_model(model: VideoCodecModel | LearnedRateModel, name: str, path: str |
     return file_sha256(path)
 
 
-def read_model(path: str | os.PathLike) \
-        -> tuple[VideoCodecModel | LearnedRateModel, str, dict[int, Level] | None, dict]:
-    """Build the model a safetensors file describes; returns (model, name, quality table, training record).
-    ModelError on any defect.
+def read_model(path: str | os.PathLike) -> tuple[LearnedRateModel, str, dict]:
+    """Build the model a safetensors file describes; returns (model, name, training record). ModelError on any
+    defect, an RVQ model's file (ncodec-base 1.x) among them.
 
     The file is untrusted: its metadata is parsed and its config validated (bounded sizes) before any tensor is
     built, and every tensor's shape is checked against the built model before it is read.
@@ -112,14 +102,11 @@ def read_model(path: str | os.PathLike) \
                 cfg = ModelConfig.from_json(meta["config"])
             except ValueError as e:
                 raise ModelError(f"{path}: bad model config: {e}") from None
-            levels = ({int(q): Level(int(v[0]), float(v[1]), float(v[2]))
-                       for q, v in json.loads(meta["levels"]).items()}
-                      if "levels" in meta and cfg.rate_model != LEARNED_RATE else None)
             raw_card = meta.get("card", "{}")
             if len(raw_card) > MAX_CARD_BYTES:
                 raise ModelError(f"{path}: model card over {MAX_CARD_BYTES} bytes")
             card = check_card(json.loads(raw_card), f"{path}: model card")
-            model = build_model(cfg)
+            model = LearnedRateModel(cfg)
             ref = model.state_dict()
             if set(f.keys()) != set(ref):
                 missing, extra = sorted(set(ref) - set(f.keys()))[:3], sorted(set(f.keys()) - set(ref))[:3]
@@ -136,7 +123,7 @@ def read_model(path: str | os.PathLike) \
                 state[k] = t.to(ref[k].dtype) if ref[k].is_floating_point() and t.is_floating_point() else t
     except ModelError:
         raise
-    except Exception as e:  # safetensors, json and Level raise several types for a bad file
+    except Exception as e:  # safetensors and json raise several types for a bad file
         raise ModelError(f"{path}: cannot read model file ({type(e).__name__}: {str(e)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
@@ -144,10 +131,10 @@ def read_model(path: str | os.PathLike) \
         raise ModelError(f"{path}: weights do not match the config ({str(e).splitlines()[0][:200]})") from None
     if model.entropy.exported:
         try:
-            entropy_coder(model)
+            EntropyCoder(model)
         except ValueError as e:
             raise ModelError(f"{path}: bad entropy tables ({str(e)[:200]})") from None
-    return model.eval(), meta["name"], levels, card
+    return model.eval(), meta["name"], card
 
 
 def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
@@ -167,8 +154,8 @@ def load_codec(name_or_path: str | os.PathLike | None = None) -> Codec:
             raise ModelError(f"unknown model {key!r}: not a shipped model ({', '.join(REGISTRY)}) nor a file")
         digest = file_sha256(path)
     torch.set_flush_denormal(True)
-    model, name, levels, card = read_model(path)
-    return Codec(model, name, digest, levels, card)
+    model, name, card = read_model(path)
+    return Codec(model, name, digest, card)
 
 
 def load_codec_for_stream(src) -> Codec:

@@ -163,7 +163,8 @@ def hostile_u32(rng: random.Random, lo: int, hi: int) -> int:
 NAME_PIECES = [b"\x1b[31m", b"\x07", b"\xc3\xa9", b"\xe2\x80\xae", b"a", b"\n", b"\x00"]
 
 
-def hostile_header(rng: random.Random, name: bytes | None = None, digest: bytes | None = None) -> bytes:
+def hostile_header(rng: random.Random, name: bytes | None = None, digest: bytes | None = None,
+                   version: int = 1) -> bytes:
     """A stream header with arbitrary field values and (nearly always) a correct CRC."""
     fields = [hostile_u32(rng, 1, 64), hostile_u32(rng, 1, 64), hostile_u32(rng, 1, 60), hostile_u32(rng, 1, 2),
               hostile_u32(rng, 0, 6), rng.randrange(256), hostile_u32(rng, 0, 40)]
@@ -171,18 +172,19 @@ def hostile_header(rng: random.Random, name: bytes | None = None, digest: bytes 
         name = b"".join(rng.choice(NAME_PIECES) for _ in range(rng.randrange(12)))
         name += b"\xff" if rng.random() < 0.05 else b""  # not UTF-8
     digest = digest if digest is not None else rng.randbytes(8)
-    body = MAGIC + bytes([1]) + struct.pack(">IIIIIBI", *fields) + bytes([len(name)]) + name + digest
+    body = MAGIC + bytes([version]) + struct.pack(">IIIIIBI", *fields) + bytes([len(name)]) + name + digest
     crc = zlib.crc32(body) ^ (1 if rng.random() < 0.03 else 0)
     return body + struct.pack(">I", crc)
 
 
-def hostile_packet(rng: random.Random, chunk_counts=(0, 1, 2, 3, 4, 9, 255)) -> bytes:
+def hostile_packet(rng: random.Random, chunk_counts=(0, 1, 2, 3, 4, 9, 255), version: int = 1) -> bytes:
     """A packet with a valid CRC over what it holds; chunk lengths sometimes lie (longer than the data)."""
     frame_type = rng.choice([0] * 6 + [1] * 6 + [2, 255])
+    quality = bytes([rng.choice([1, 2, 3, 4, 0, 255])]) if version >= 2 else b""
     count = rng.choice(chunk_counts)
     chunks = [rng.randbytes(rng.randrange(24)) for _ in range(count)]
     lengths = [len(c) if rng.random() < 0.98 else hostile_u32(rng, 0, 64) for c in chunks]
-    head = bytes([frame_type, count]) + b"".join(struct.pack(">I", n) for n in lengths) + b"".join(chunks)
+    head = bytes([frame_type]) + quality + bytes([count]) + b"".join(struct.pack(">I", n) for n in lengths) + b"".join(chunks)
     return head + struct.pack(">I", zlib.crc32(head))
 
 
@@ -246,7 +248,7 @@ def test_structured_hostile_streams_through_the_decoder(tiny_codec):
 
     rng = random.Random(77)
     _, real = unpack_stream(tiny_codec.encode(textured_clip(3, 32, 32, pan=1), gop=2))
-    real_raw = [pack_stream(StreamHeader(1, 1, 1, 0, 0, 0, "", b"\0" * 8), [p])[43:] for p in real]
+    real_raw = [pack_stream(StreamHeader(1, 1, 1, 0, 0, 0, "", b"\0" * 8, version=3), [p])[43:] for p in real]
     name, digest = tiny_codec.name.encode(), tiny_codec.model_hash
     limits = DecodeLimits(max_pixels=64 * 64, max_samples=64 * 64 * 3 * 6)
     frames = []
@@ -258,11 +260,11 @@ def test_structured_hostile_streams_through_the_decoder(tiny_codec):
             frames.append(frame.shape)
 
     def case() -> bytes:
-        header = hostile_header(rng, name, digest)
+        header = hostile_header(rng, name, digest, version=3 if rng.random() < 0.9 else rng.choice([1, 2]))
         if rng.random() < 0.6:  # a plausible size for the real packets (32x32), in a header with a valid CRC
             body = header[:5] + struct.pack(">II", 32, 32) + header[13:-4]
             header = body + struct.pack(">I", zlib.crc32(body))
-        packets = [rng.choice(real_raw) if rng.random() < 0.8 else hostile_packet(rng, (2, 3, 4, 5))
+        packets = [rng.choice(real_raw) if rng.random() < 0.8 else hostile_packet(rng, (1, 2, 3), version=3)
                    for _ in range(rng.randrange(5))]
         return header + b"".join(packets)
 

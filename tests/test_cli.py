@@ -279,7 +279,7 @@ def test_info_text(stream):
     assert [r[1] for r in rows] == [f["type"] for f in data["frames"]]
     assert [int(r[2]) for r in rows] == [f["quality"] for f in data["frames"]] == [data["quality"]] * len(rows)
     assert [int(r[3].replace(",", "")) for r in rows] == [f["bytes"] for f in data["frames"]]
-    assert data["format_version"] == (3 if neuralcodec.load_codec().learned_rate else 1)
+    assert data["format_version"] == 3
 
 
 def test_help_has_examples():
@@ -418,8 +418,7 @@ def test_bitrate_lands_on_target_and_info_shows_the_qualities(tmp_path):
     info = json.loads(ok("info", out, "--json").stdout)
     assert abs(info["kbit_per_s"] / target - 1) < 0.05, (info["kbit_per_s"], target, rates)
     qualities = [f["quality"] for f in info["frames"]]
-    version = 3 if neuralcodec.load_codec().learned_rate else 2    # version 3: learned-rate models
-    assert info["format_version"] == version and info["quality"] == 0 and len(set(qualities)) > 1
+    assert info["format_version"] == 3 and info["quality"] == 0 and len(set(qualities)) > 1
     text = ok("info", out).stdout
     assert "per frame (rate control)" in text
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in [[str(i)] for i in range(60)]]

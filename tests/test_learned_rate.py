@@ -11,37 +11,16 @@ import torch
 
 from bitstream import BitstreamError, FrameType, Packet, StreamHeader
 from neuralcodec.codec import Codec
-from neuralcodec.coding.hyper import HyperCoder, freeze_tables
-from neuralcodec.coding.entropy import TableLayout
-from neuralcodec.model import TINY_V2, LearnedRateModel, to_levels
+from neuralcodec.coding import EntropyCoder, FrameCoder
+from neuralcodec.model import TINY, LearnedRateModel, to_levels
 from neuralcodec.model.hyperprior import SCALE_LEVELS
 from neuralcodec.registry import read_model, save_model
-from tests.conftest import textured_clip
-
-
-def make_tiny_v2(seed: int = 0) -> LearnedRateModel:
-    """A tiny v2 model with its tables frozen (uniform motion tables) and trained a few steps, so that its scale
-    indexes spread over the table."""
-    torch.manual_seed(seed)
-    model = LearnedRateModel(TINY_V2)
-    clip = torch.from_numpy(textured_clip(2, 64, 64, pan=2, seed=seed)).permute(0, 3, 1, 2).float()[None] / 255
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(5):
-        xhat, bits = model(clip.repeat(2, 1, 1, 1, 1), torch.tensor([0, TINY_V2.qualities - 1]))
-        loss = bits.mean() / 4096 + 100 * (xhat - clip).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    from bitstream import CdfTables
-    mv = [CdfTables.from_pmfs([np.exp(-np.abs(np.arange(TINY_V2.mv_alphabet) - 64) / 4)])[0]
-          for _ in range(TableLayout(TINY_V2).mv_tables)]
-    model.entropy.cdf = freeze_tables(model, mv)
-    return model.eval()
+from tests.conftest import make_tiny_model, textured_clip
 
 
 @pytest.fixture(scope="module")
 def v2_codec(one_thread) -> Codec:
-    return Codec(make_tiny_v2(), "tiny-v2", "cd" * 32)
+    return Codec(make_tiny_model(), "tiny-v2", "cd" * 32)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +54,9 @@ def test_round_trip_every_quality_and_rate_control(v2_codec, clip):
 
 def test_hyper_coder_round_trips_with_escapes(v2_codec):
     """z and y in one rANS stream, y's tables chosen from the decoded z; escapes in both parts."""
-    ent: HyperCoder = v2_codec.entropy
+    ent: EntropyCoder = v2_codec.entropy
     rng = np.random.default_rng(0)
-    z = rng.integers(-3, 4, (TINY_V2.hyper_dim, 2, 3))
+    z = rng.integers(-3, 4, (TINY.hyper_dim, 2, 3))
     z[0, 0, 0], z[1, 1, 2] = 9999, -4000
     y = rng.integers(-5, 6, (4, 8, 12))
     y[0, 0, 0], y[1, 2, 3] = 100000, -70000                  # far outside every table: escapes
@@ -111,17 +90,17 @@ _DECODE = """
 import hashlib, sys, torch
 torch.set_num_threads(int(sys.argv[2]))
 from neuralcodec import load_codec
-from neuralcodec.coding.hyper import HyperFrameCoder
+from neuralcodec.coding import FrameCoder
 codec = load_codec(sys.argv[1])
 if sys.argv[3] == "contiguous":
     codec.model.to(memory_format=torch.contiguous_format)
 h = hashlib.sha256()
-orig = HyperFrameCoder._index
+orig = FrameCoder._index
 def spy(self, ftype, z):
     idx = orig(self, ftype, z)
     h.update(idx.numpy().tobytes())
     return idx
-HyperFrameCoder._index = spy
+FrameCoder._index = spy
 frames = codec.decode(open(sys.argv[4], "rb").read())
 print(h.hexdigest(), hashlib.sha256(frames.tobytes()).hexdigest())
 """
@@ -145,18 +124,18 @@ def test_decode_is_identical_across_threads_processes_and_memory_formats(v2_code
 def test_model_file_round_trip(v2_codec, tmp_path):
     path = tmp_path / "m.safetensors"
     save_model(v2_codec.model, "tiny-v2", path, card={"version": "2.t", "steps": 5})
-    model, name, levels, card = read_model(path)
-    assert isinstance(model, LearnedRateModel) and name == "tiny-v2" and levels is None
+    model, name, card = read_model(path)
+    assert isinstance(model, LearnedRateModel) and name == "tiny-v2"
     assert card["version"] == "2.t" and card["steps"] == 5
     assert torch.equal(model.entropy.cdf, v2_codec.model.entropy.cdf)
     codec = Codec(model, name, "ef" * 32)
-    assert codec.qualities == tuple(range(1, TINY_V2.qualities + 1))
+    assert codec.qualities == tuple(range(1, TINY.qualities + 1))
 
 
 def test_corrupt_side_information_raises_bitstream_error_only(v2_codec, clip):
     """Flipped or cut bytes in the latents (z and y) and motion chunks, an extra chunk, a bad quality byte:
     BitstreamError or a decoded frame, never anything else."""
-    coder = v2_codec.frame_coder(clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
+    coder = FrameCoder(v2_codec, clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
     packets = [coder.encode(f)[0] for f in clip[:2]]
     rng = np.random.default_rng(1)
     outcomes = {"ok": 0, "error": 0}
@@ -171,7 +150,7 @@ def test_corrupt_side_information_raises_bitstream_error_only(v2_codec, clip):
             data = data[: int(rng.integers(0, len(data) + 1))] + bytes(rng.integers(0, 256, 3, dtype=np.uint8))
         chunks[k] = bytes(data)
         quality = 2 if trial % 7 else int(rng.integers(0, 256))
-        dec = v2_codec.frame_coder(clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
+        dec = FrameCoder(v2_codec, clip.shape[2], clip.shape[1], v2_codec.levels[2], 32)
         dec.decode(packets[0])
         try:
             frame = dec.decode(Packet(FrameType.P, tuple(chunks), quality))
@@ -182,23 +161,38 @@ def test_corrupt_side_information_raises_bitstream_error_only(v2_codec, clip):
     assert outcomes["error"] > 0
 
 
-def test_learned_rate_model_refuses_other_format_versions(v2_codec, tiny_codec):
-    header = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name="tiny-v2",
-                          model_hash=v2_codec.model_hash, version=1)
-    with pytest.raises(BitstreamError, match="version 1 stream cannot hold .* learned-rate"):
-        v2_codec.check_stream(header)
-    v3 = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name=tiny_codec.name,
-                      model_hash=tiny_codec.model_hash, version=3)
-    with pytest.raises(BitstreamError, match="version 3 stream cannot hold .* RVQ"):
-        tiny_codec.check_stream(v3)
+def test_format_versions_of_the_rvq_models_are_refused_in_one_line(v2_codec):
+    for version in (1, 2):
+        header = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name="tiny-v2",
+                              model_hash=v2_codec.model_hash, version=version)
+        with pytest.raises(BitstreamError, match=f"format version {version} stream holds an RVQ model") as e:
+            v2_codec.check_stream(header)
+        assert "\n" not in str(e.value)
+
+
+def test_rvq_model_files_are_refused_in_one_line(v2_codec, tmp_path):
+    """A 1.x model file (rate_model 0, or no rate_model at all: the files before it) is refused by its config."""
+    from safetensors.torch import save_file
+    from neuralcodec.codec import ModelError
+    from neuralcodec.registry import FORMAT
+    for rvq in ({"rate_model": 0}, {}):
+        cfg = {**json.loads(v2_codec.model.cfg.to_json()), "num_stages": 8, "codebook_size": 256, **rvq}
+        if not rvq:
+            del cfg["rate_model"]
+        path = tmp_path / "rvq.safetensors"
+        save_file({"x": torch.zeros(1)}, str(path), metadata={"format": FORMAT, "name": "old",
+                                                              "config": json.dumps(cfg)})
+        with pytest.raises(ModelError, match="an RVQ model .* no longer runs") as e:
+            read_model(path)
+        assert "\n" not in str(e.value)
 
 
 def test_scale_index_exact_path_matches_training_path(v2_codec):
     """The float32 straight-through path that training sees gives the exact path's indexes (up to rare rounding
     ties), so the rate it learns is the rate coded."""
     rng = np.random.default_rng(2)
-    z = torch.from_numpy(rng.integers(-3, 4, (1, TINY_V2.hyper_dim, 2, 3))).float()
-    prev = torch.from_numpy(rng.integers(-4, 5, (1, TINY_V2.latent_dim, 8, 12))).float()
+    z = torch.from_numpy(rng.integers(-3, 4, (1, TINY.hyper_dim, 2, 3))).float()
+    prev = torch.from_numpy(rng.integers(-4, 5, (1, TINY.latent_dim, 8, 12))).float()
     for hyper, p in ((v2_codec.model.hyper_i, None), (v2_codec.model.hyper_p, prev)):
         with torch.no_grad():
             train = hyper(z, p).long()
@@ -224,7 +218,7 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
     pack = tmp_path / "t.ncpack"
     K.build_pack(root, pack, log=lambda m: None)
     start = tmp_path / "start.safetensors"
-    save_model(make_tiny_v2(), "tiny-v2", start, half=False,
+    save_model(make_tiny_model(), "tiny-v2", start, half=False,
                card={"version": "2.0", "steps": 100, "cpu_hours": 0.5, "gpu_hours": 0.0, "commands": ["first"]})
     out, shipped = tmp_path / "run", tmp_path / "v2.safetensors"
     small = ["--data-root", str(pack), "--batch-size", "2", "--crop", "32", "--clip-len", "2", "--out", str(out)]
@@ -239,7 +233,7 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
     codec = load_codec(shipped)
     exported = codec.model.state_dict()[w].float()      # the export is the average, not the last weights
     assert (exported - st["ema"][w]).abs().max() < (exported - st["model"][w]).abs().max()
-    assert codec.learned_rate and codec.card["version"] == "2.1"
+    assert codec.card["version"] == "2.1"
     t = codec.card["training"]
     assert t["steps"] == 103 and t["gpu_hours"] == 0.0 and 0.5 < t["cpu_hours"] < 0.5 + 1 / 60
     assert t["commands"][0] == "first" and "--resume" in t["commands"][1]

@@ -1,4 +1,5 @@
-"""Model invariants on a tiny configuration: forward == decode(encode), rates, determinism, sizes, errors."""
+"""Model invariants on a tiny configuration: rates, determinism, sizes, motion, model files, errors (forward ==
+decode(encode) and the entropy model's invariants: test_learned_rate.py)."""
 from __future__ import annotations
 
 import io
@@ -11,40 +12,17 @@ import torch
 
 import bitstream
 from neuralcodec.codec import Codec, FrameCoder, ModelError
-from neuralcodec.coding import EntropyCoder, SymbolCounts, TablesNotExportedError
-from neuralcodec.model import TINY, VideoCodecModel, to_levels
+from neuralcodec.coding import EntropyCoder, TablesNotExportedError, freeze_tables
+from neuralcodec.coding.entropy import mv_table_count
+from neuralcodec.model import TINY, LearnedRateModel
 
 from conftest import textured_clip
 
 
-def test_eval_forward_equals_decode_of_encode(tiny_codec):
-    # the model's forward quantizes with the nearest codes and the zero rule: so does the coding path with ecq 0
-    # (the presets' entropy-constrained choice is an encoder decision the model does not know; see test_presets)
-    from dataclasses import replace
-    from neuralcodec.codec import PRESETS
-    plain = replace(PRESETS["medium"], ecq=0.0)
-    clip = textured_clip(4, 32, 48, pan=2, seed=3)
-    for q in tiny_codec.qualities:
-        decoded = tiny_codec.decode(tiny_codec.encode(clip, quality=q, gop=100, preset=plain))
-        x = torch.from_numpy(clip).permute(0, 3, 1, 2).float()[None] / 255
-        lv = tiny_codec.levels[q]
-        with torch.inference_mode():
-            out = tiny_codec.model(x, lv.stages, lam_i=lv.lam_i, lam_p=lv.lam_p)
-        fwd = (to_levels(out.recon[0]) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        np.testing.assert_array_equal(fwd, decoded)
-
-
-def test_rate_decreases_with_fewer_stages(tiny_codec):
+def test_rate_rises_with_the_quality(tiny_codec):
     clip = textured_clip(3, 48, 64, pan=1, seed=5)
     sizes = [len(tiny_codec.encode(clip, quality=q)) for q in tiny_codec.qualities]
     assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
-
-
-def test_quantizer_stages_refine_latent(tiny_model):
-    z = torch.randn(2, TINY.latent_dim, 4, 6)
-    errs = [float((tiny_model.i_vq.decode(tiny_model.i_vq.encode(z, n)) - z).pow(2).mean())
-            for n in range(1, TINY.num_stages + 1)]
-    assert all(a >= b for a, b in zip(errs, errs[1:])), errs
 
 
 def test_encoding_is_deterministic(tiny_codec):
@@ -71,7 +49,7 @@ def test_iterable_input_and_header(tiny_codec):
 def test_fresh_process_decodes_identically(tiny_model, tiny_codec, tmp_path):
     from neuralcodec.registry import save_model
     path = tmp_path / "tiny.safetensors"
-    save_model(tiny_model, "tiny-test", path, half=False, levels=tiny_codec.levels)
+    save_model(tiny_model, "tiny-test", path, half=False)
     from neuralcodec import load_codec
     codec = load_codec(path)
     assert codec.levels == tiny_codec.levels
@@ -87,7 +65,7 @@ def test_fresh_process_decodes_identically(tiny_model, tiny_codec, tmp_path):
 
 
 def test_coding_before_export_raises():
-    codec = Codec(VideoCodecModel(TINY), "raw", "00" * 32)
+    codec = Codec(LearnedRateModel(TINY), "raw", "00" * 32)
     with pytest.raises(TablesNotExportedError):
         codec.encode(textured_clip(1, 16, 16))
 
@@ -196,9 +174,10 @@ def test_motion_chunk_round_trip_and_corruption(coding):
     from dataclasses import replace
     cfg = replace(TINY, mv_coding=coding)
     rng = np.random.default_rng(coding)
-    counts = SymbolCounts(cfg)
-    counts.add(1, np.zeros((3, 2, 2), np.int64), None, rng.integers(-3, 4, (2, 4, 6)))
-    ent = EntropyCoder(cfg, counts.cdf())
+    model = LearnedRateModel(cfg)
+    pmf = np.exp(-np.abs(np.arange(cfg.mv_alphabet) - cfg.mv_alphabet // 2) / 3)
+    model.entropy.cdf = freeze_tables(model, [bitstream.CdfTables.from_pmfs([pmf])[0]] * mv_table_count(coding))
+    ent = EntropyCoder(model)
     smooth = np.cumsum(rng.integers(-1, 2, (2, 4, 6)), axis=2) * 4
     fields = [np.zeros((2, 4, 6), np.int64), np.full((2, 4, 6), -7), smooth,
               rng.integers(-20, 20, (2, 4, 6)), rng.integers(-300, 300, (2, 4, 6))]
@@ -235,8 +214,8 @@ def test_missing_mv_coding_means_the_left_predictor_and_table_count_is_checked(t
 
 
 @pytest.mark.parametrize("change", [
-    {"channels": [200000, 12, 16]}, {"latent_dim": 0}, {"stride": 0}, {"num_stages": 10 ** 6},
-    {"channels": "wide"}, {"codebook_size": 1.5}, {"bogus": 1},
+    {"channels": [200000, 12, 16]}, {"latent_dim": 0}, {"stride": 0}, {"qualities": 10 ** 6},
+    {"channels": "wide"}, {"hyper_dim": 1.5}, {"rate_model": 2}, {"bogus": 1},
 ])
 def test_hostile_model_config_is_refused(tiny_model, tmp_path, change):
     import json
@@ -321,4 +300,4 @@ def test_model_package_knows_no_bytes():
     root = pathlib.Path(__file__).resolve().parents[1] / "neuralcodec"
     rans = re.compile(r"\b(encode_symbols|decode_symbols|CdfTables)\b")
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if rans.search(p.read_text()))
-    assert users == ["coding/entropy.py", "coding/hyper.py"]
+    assert users == ["coding/entropy.py"]

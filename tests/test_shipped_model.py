@@ -94,8 +94,6 @@ def test_estimated_rate_is_within_3_percent_of_the_coded_size(codec):
     constant that every rANS stream adds (its word count and the flushed 64-bit state: 9 bytes a frame, which no
     model can learn away), is within 3 % of the z + y chunks the coder writes (natural clip, every third quality).
     At the lowest quality on these small frames the constant alone is 3 % of the size."""
-    if not codec.learned_rate:
-        pytest.skip("the default model is an RVQ model: its rate is counted after training, not estimated")
     import torch
     with av.open(str(SAMPLE)) as c:
         clip = np.stack([f.to_ndarray(format="rgb24")[:128, :320] for _, f in zip(range(3), c.decode(video=0))])

@@ -1,19 +1,31 @@
-"""The integers of a frame as rANS chunks: their contexts, the layout of the frozen CDF tables, the symbol counts
-the tables are frozen from, and the coding itself. Every probability the decoder uses is chosen by integers it
-already has (the previous stage's codes, the previous frame's codes, the x residual of a motion vector)."""
+"""A frame's integers as rANS chunks under the model's frozen tables.
+
+A packet holds two chunks: the motion field (empty for I-frames), then one rANS stream holding the side latent z
+and then the latent y. z is coded under one frozen table per channel (from the factorized prior); y under the
+frozen table of its scale index, which the integer-exact hyper-synthesis computes from the decoded z (and, for
+P-frames, from the previous frame's y), so the decoder's probabilities depend on integers only
+(bitstream.decode_symbols_staged decodes z, asks for y's tables, decodes y). Motion residuals are coded under
+tables chosen by integers too (the x residual at the same block).
+
+Table layout of `model.entropy.cdf` (CdfTables rows): hyper_dim z tables for I-frames and hyper_dim for P-frames,
+one per channel, over -Z_RANGE..Z_RANGE; SCALE_LEVELS y tables, one per scale index, over -R_k..R_k; then the
+motion tables. Values outside a table's range go through the escape bin (FORMAT.md)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
-from bitstream import BitstreamError, CdfTables, decode_symbols, decode_varints, encode_symbols, encode_varints
+from bitstream import (BitstreamError, CdfTables, decode_symbols, decode_symbols_staged, decode_varints,
+                       encode_symbols, encode_varints)
 
-from ..model.config import ModelConfig
+from ..model.hyperprior import SCALE_LEVELS, scale_table
+from ..model.learned_rate import LearnedRateModel
 from ..model.motion import MV_MEDIAN, mv_to_residual, residual_to_mv
 
-NUM_CTX = 4          # context of a stage symbol: [previous stage's code == 0] + 2 * [previous frame's code == 0]
-FRAME_TYPES = 2      # I, P
-
+Z_RANGE = 48          # z tables cover -Z_RANGE..Z_RANGE
+Y_TAIL = 6.5          # y tables cover +-ceil(Y_TAIL x scale) (at least 1)
 MV_UNIFORM, MV_FIELD = b"\x01", b"\x02"   # first byte of a non-empty motion chunk (empty: no motion)
 
 
@@ -21,44 +33,90 @@ class TablesNotExportedError(RuntimeError):
     """Raised when coding is attempted with a model whose CDF tables were never frozen (the export does it)."""
 
 
-def stage_contexts(codes: np.ndarray, s: int, prev: np.ndarray | None) -> np.ndarray:
-    """Context (h, w) of stage s given the already known stage s-1 codes and the previous frame's codes."""
-    return contexts_above(codes[s - 1] if s > 0 else None, s, prev, codes.shape[1:])
+def mv_table_count(mv_coding: int) -> int:
+    """Motion residual tables: x and y; with MV_MEDIAN y has two, chosen by whether x's residual is zero."""
+    return 3 if mv_coding == MV_MEDIAN else 2
 
 
-def contexts_above(above: np.ndarray | None, s: int, prev: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    """Context (h, w) of stage s given the stage s-1 codes above (h, w) (None for stage 0) and the previous
-    frame's codes prev (n, h, w) or None: [above == 0] + 2 [previous frame's code of this stage == 0]."""
-    ctx = np.zeros(shape, dtype=np.int64)
-    if above is not None:
-        ctx += above == 0
-    if prev is not None and s < prev.shape[0]:
-        ctx += 2 * (prev[s] == 0)
-    return ctx
+def freeze_tables(model: LearnedRateModel, mv_cdfs: list[np.ndarray]) -> torch.Tensor:
+    """The frozen integer tables of a trained model (export): z tables from each hyperprior's factorized prior
+    (I and P have their own), y tables from the scale table, and the motion tables mv_cdfs (CDF rows) as given.
+    Computed in float64 once; the integers are what every coder uses afterwards."""
+    rows = []
+    v = torch.arange(-Z_RANGE, Z_RANGE + 1, dtype=torch.float32)
+    with torch.no_grad():
+        for hyper in (model.hyper_i, model.hyper_p):
+            c = model.cfg.hyper_dim
+            lik = hyper.prior.likelihood(v[None].repeat(c, 1)).double().numpy()
+            rows += [CdfTables.from_pmfs([p])[0] for p in lik]
+    for s in scale_table().tolist():
+        r = max(1, math.ceil(Y_TAIL * s))
+        k = torch.arange(-r, r + 1, dtype=torch.float64)
+        c = lambda t: 0.5 * torch.erfc(-t / (s * math.sqrt(2)))  # noqa: E731
+        rows.append(CdfTables.from_pmfs([(c(k + 0.5) - c(k - 0.5)).clamp(min=1e-12).numpy()])[0])
+    rows += [np.asarray(r) for r in mv_cdfs]
+    return torch.from_numpy(CdfTables(rows).to_array().astype(np.int32))
 
 
-class TableLayout:
-    """Which frozen table codes which symbol: per frame type, stage and stage context, then the motion tables."""
+def motion_cdf_rows(model: LearnedRateModel) -> list[np.ndarray]:
+    """The motion tables (CDF rows) of an exported model: the layout ends with them."""
+    tables = CdfTables.from_array(model.entropy.cdf.numpy())
+    n = mv_table_count(model.cfg.mv_coding)
+    return [tables[i] for i in range(len(tables) - n, len(tables))]
 
-    def __init__(self, cfg: ModelConfig):
-        self.cfg = cfg
 
-    def stage_table(self, ftype: int, s: int, ctx: np.ndarray) -> np.ndarray:
-        return (ftype * self.cfg.num_stages + s) * NUM_CTX + ctx
+class EntropyCoder:
+    """rANS coding of a frame's integers (z, y and motion) under a model's frozen tables."""
 
-    @property
-    def mv_table_base(self) -> int:
-        return FRAME_TYPES * self.cfg.num_stages * NUM_CTX
+    def __init__(self, model: LearnedRateModel):
+        """TablesNotExportedError if the model has no frozen tables, ValueError if they do not fit its config."""
+        cfg = self.cfg = model.cfg
+        cdf = model.entropy.cdf
+        if cdf.numel() == 0:
+            raise TablesNotExportedError("the model has no frozen entropy tables: export it before coding")
+        self.tables = CdfTables.from_array(cdf.numpy())
+        self.y_base = 2 * cfg.hyper_dim
+        self.mv_table_base = self.y_base + SCALE_LEVELS
+        if len(self.tables) != self.mv_table_base + mv_table_count(cfg.mv_coding):
+            raise ValueError(f"{len(self.tables)} entropy tables, the config needs "
+                             f"{self.mv_table_base + mv_table_count(cfg.mv_coding)}")
+        ks = self.tables.num_symbols
+        self.z_half = (ks[:self.y_base] - 1) // 2
+        self.y_half = (ks[self.y_base:self.mv_table_base] - 1) // 2
 
-    @property
-    def mv_tables(self) -> int:
-        """Motion residual tables: x and y; with MV_MEDIAN y has two, chosen by whether x's residual is zero."""
-        return 3 if self.cfg.mv_coding == MV_MEDIAN else 2
+    # latents ---------------------------------------------------------------------
+    def _z_tables(self, intra: bool, shape) -> np.ndarray:
+        c = np.arange(self.cfg.hyper_dim).reshape(-1, 1, 1) + (0 if intra else self.cfg.hyper_dim)
+        return np.broadcast_to(c, shape)
 
-    @property
-    def num_tables(self) -> int:
-        return self.mv_table_base + self.mv_tables
+    def encode_latents(self, z: np.ndarray, y: np.ndarray, index: np.ndarray, intra: bool) -> bytes:
+        """One rANS stream: z (Z, h/4, w/4) under its channels' tables, then y (D, h, w) under the tables of its
+        scale indexes (same shape as y)."""
+        tz = self._z_tables(intra, z.shape)
+        sym = np.concatenate([(z + self.z_half[tz]).ravel(), (y + self.y_half[index]).ravel()])
+        return encode_symbols(sym, np.concatenate([tz.ravel(), self.y_base + index.ravel()]), self.tables)
 
+    def decode_latents(self, data: bytes, intra: bool, z_shape: tuple[int, int, int], y_shape: tuple[int, int, int],
+                       scale_index) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of encode_latents: (z, y); scale_index(z) gives y's scale indexes (shaped y_shape) from the
+        decoded z, as the encoder computed them."""
+        tz = self._z_tables(intra, z_shape)
+        z_box: list[np.ndarray] = []
+
+        def y_tables(z_sym: np.ndarray) -> np.ndarray:
+            z = z_sym.astype(np.int64) - self.z_half[tz]
+            z_box.append(z)
+            index = np.asarray(scale_index(z))
+            if index.shape != tuple(y_shape):
+                raise BitstreamError(f"scale indexes of shape {index.shape}, the latent is {tuple(y_shape)}")
+            z_box.append(index)
+            return self.y_base + index
+
+        _, y_sym = decode_symbols_staged(data, tz, self.tables, y_tables, int(np.prod(y_shape)))
+        index = z_box[1]
+        return z_box[0], y_sym.astype(np.int64) - self.y_half[index]
+
+    # motion ----------------------------------------------------------------------
     def mv_contexts(self, res: np.ndarray) -> np.ndarray:
         """Table (2, bh, bw), counted from mv_table_base, of each motion residual (2, bh, bw): x's table for the
         first component; y's depends under MV_MEDIAN on the x residual at the same block."""
@@ -67,81 +125,6 @@ class TableLayout:
         if self.cfg.mv_coding == MV_MEDIAN:
             ctx[1] += res[0] == 0
         return ctx
-
-
-class SymbolCounts(TableLayout):
-    """Symbol counts per table over the frames of a statistics pass, and the CDF tables frozen from them."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__(cfg)
-        s, k, a = cfg.num_stages, cfg.codebook_size, cfg.mv_alphabet
-        self.stage = np.zeros((FRAME_TYPES, s, NUM_CTX, k), np.int64)
-        self.mv = np.zeros((self.mv_tables, a), np.int64)
-
-    def add(self, ftype: int, codes: np.ndarray, prev: np.ndarray | None, mv: np.ndarray | None) -> None:
-        """Count one frame's codes (n, h, w), given the previous frame's, and its motion (2, bh, bw) or None."""
-        for s in range(codes.shape[0]):
-            ctx = stage_contexts(codes, s, prev)
-            np.add.at(self.stage[ftype, s], (ctx.ravel(), codes[s].ravel()), 1)
-        if mv is not None:
-            res = mv_to_residual(mv, self.cfg.mv_coding)
-            sym = np.clip(res + self.cfg.mv_alphabet // 2, 0, self.cfg.mv_alphabet - 1)
-            np.add.at(self.mv, (self.mv_contexts(res).ravel(), sym.ravel()), 1)
-
-    def cdf(self, prior: float = 0.05) -> torch.Tensor:
-        """The frozen tables (add-`prior` smoothing) as the int32 array the model stores (model.entropy.cdf)."""
-        rows = [self.stage[t, s, c] for t in range(FRAME_TYPES) for s in range(self.cfg.num_stages)
-                for c in range(NUM_CTX)] + list(self.mv)
-        pmfs = []
-        for n in rows:
-            p = n.astype(np.float64) + prior
-            pmfs.append(p / p.sum())
-        return torch.from_numpy(CdfTables.from_pmfs(pmfs).to_array().astype(np.int32))
-
-
-class EntropyCoder(TableLayout):
-    """Codes a frame's integers with rANS under a model's frozen tables: one chunk per stage, one motion chunk."""
-
-    def __init__(self, cfg: ModelConfig, cdf: torch.Tensor):
-        """cdf: the model's stored tables (model.entropy.cdf); ValueError if they do not fit the config."""
-        super().__init__(cfg)
-        if cdf.numel() == 0:
-            raise TablesNotExportedError("the model has no frozen entropy tables: export it (its statistics pass) "
-                                         "before coding")
-        self.tables = CdfTables.from_array(cdf.numpy())
-        self._bits: torch.Tensor | None = None     # (stage tables, K) bits per code, for code_cost
-        if len(self.tables) != self.num_tables:
-            raise ValueError(f"{len(self.tables)} entropy tables, the config needs {self.num_tables}")
-
-    def code_cost(self, ftype: int, shape: tuple[int, int], prev: np.ndarray | None, scale: float):
-        """The rate term of entropy-constrained quantization (ResidualVQ.encode's rate) for one frame of latent
-        shape (h, w): scale x the bits of every code under the frozen table that its position's context selects,
-        given the previous frame's codes prev (n, h, w) or None. Encoder-side only: it changes which codes are
-        sent, never how they parse."""
-        if self._bits is None:
-            stage_tables = range(self.mv_table_base)      # the stage tables come first, then the motion tables
-            self._bits = torch.from_numpy(np.stack([self.tables.symbol_bits(i) for i in stage_tables])).float()
-
-        def rate(s: int, above: torch.Tensor | None) -> torch.Tensor:
-            up = None if above is None else above.numpy().reshape(shape)
-            tables = self.stage_table(ftype, s, contexts_above(up, s, prev, shape)).reshape(-1)
-            return scale * self._bits[torch.from_numpy(tables)]
-        return rate
-
-    def encode_codes(self, ftype: int, codes: np.ndarray, prev: np.ndarray | None) -> list[bytes]:
-        """One rANS chunk per stage for codes (n, h, w)."""
-        return [encode_symbols(codes[s], self.stage_table(ftype, s, stage_contexts(codes, s, prev)), self.tables)
-                for s in range(codes.shape[0])]
-
-    def decode_codes(self, ftype: int, chunks: list[bytes], shape: tuple[int, int],
-                     prev: np.ndarray | None) -> np.ndarray:
-        """Inverse of encode_codes; stage s's context needs only stage s-1 and the previous frame."""
-        codes = np.zeros((len(chunks),) + tuple(shape), dtype=np.int64)
-        for s, chunk in enumerate(chunks):
-            idx = self.stage_table(ftype, s, stage_contexts(codes, s, prev))
-            codes[s] = decode_symbols(chunk, idx, self.tables)
-        np.clip(codes, 0, self.cfg.codebook_size - 1, out=codes)  # corrupt data can only give valid indices
-        return codes
 
     def encode_motion(self, mv: np.ndarray) -> bytes:
         """Motion field (2, bh, bw): b"" if all zero, MV_UNIFORM + one vector, or MV_FIELD + residuals (with

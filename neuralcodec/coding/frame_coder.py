@@ -1,5 +1,5 @@
 """One frame to one Packet and back: the closed-loop state that encoder and decoder share (the reference frame
-and the previous frame's codes), the encoder's decisions (frame type, motion, codes per quality level and
+and the previous frame's integers), the encoder's decisions (frame type, motion, the integers per quality and
 preset) and the rANS chunks of the result (coding.entropy)."""
 from __future__ import annotations
 
@@ -12,34 +12,28 @@ import torch.nn.functional as F
 
 from bitstream import BitstreamError, FrameType, Packet
 
-from ..model import to_levels
+from ..model import FrameLatents, to_levels
 from ..model.motion import MOTION_MERGE
 
 if TYPE_CHECKING:
     from ..codec import Codec
+    from .entropy import EntropyCoder
 
 DEFAULT_SCENECUT = 6.0     # dB; see FrameCoder.scene_cut
 SCENECUT_MAX_PSNR = 30.0   # a prediction better than this (dB) is never a scene cut
-ECQ = 0.3                  # entropy-constrained codes: multiplier of the level's lam, chosen on the validation clips
+CHUNKS = 2                 # a packet's chunks: motion; z then y
 
 
 @dataclass(frozen=True)
 class Level:
-    """What the encoder does at one quality level; the decoder needs none of it (stages = chunks per packet)."""
+    """A quality level: the row of the model's gains it codes with (quality q uses row q - 1)."""
 
-    stages: int            # residual VQ stages sent
-    lam_i: float = 0.0     # rate-distortion thresholds (latent energy, see ResidualVQ.encode) for I and P frames
-    lam_p: float = 0.0
-    gain: int | None = None  # learned-rate models: the row of gains (quality index, 0-based); the RVQ: None
+    gain: int
 
 
 def gain_levels(qualities: int) -> dict[int, Level]:
-    """A learned-rate model's quality table: quality q (1-based) codes with gain row q - 1."""
-    return {q: Level(1, gain=q - 1) for q in range(1, qualities + 1)}
-
-
-def default_levels(num_stages: int) -> dict[int, Level]:
-    return {n: Level(n) for n in range(1, num_stages + 1)}
+    """A model's quality table: quality q (1-based) codes with gain row q - 1."""
+    return {q: Level(q - 1) for q in range(1, qualities + 1)}
 
 
 def _pad(x: torch.Tensor, align: int) -> torch.Tensor:
@@ -67,22 +61,15 @@ class Preset:
     name: str
     search_range: int | None = None   # motion search radius in pixels (None: the model's, the largest it allows)
     finest_step: int = 1              # finest motion refinement in quarter pels (1: quarter-pel, 2: half-pel)
-    refine_steps: int = 0             # gradient steps on each frame's latent through the decoder (Model.refine)
-    skip_choice: bool = False         # P-frames: also try sending no residual at all (all-zero codes)
+    refine_steps: int = 0             # gradient steps on each frame's latent (LearnedRateModel.refine)
     motion_merge: float = MOTION_MERGE  # a block takes its motion predictor's vector within this mean abs luma
-    ecq: float = ECQ                  # entropy-constrained codes: bits cost ecq x the level's lam each (0: off)
-
-    @property
-    def rd_search(self) -> bool:
-        """Does this preset choose among candidates by rate-distortion cost (FrameCoder.choose)?"""
-        return self.refine_steps > 0 or self.skip_choice
 
 
 PRESETS = {
     "fast": Preset("fast", finest_step=2),
     "medium": Preset("medium"),
-    "slow": Preset("slow", refine_steps=6, skip_choice=True),
-    "veryslow": Preset("veryslow", refine_steps=20, skip_choice=True),
+    "slow": Preset("slow", refine_steps=6),
+    "veryslow": Preset("veryslow", refine_steps=20),
 }
 DEFAULT_PRESET = "medium"
 
@@ -99,7 +86,8 @@ class Analysis:
 
 
 class FrameCoder:
-    """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's codes.
+    """Closed-loop state shared by encoder and decoder: the reference frame and the previous frame's integers y,
+    the P-frames' entropy context.
 
     The encoder's side runs in three steps so that a rate controller can look at every level of a frame before
     it picks one: prepare (level-independent), codes / choose (per level), commit (decode and move on)."""
@@ -112,12 +100,16 @@ class FrameCoder:
         self.since_intra = 0                       # frames coded since the last I-frame
         self.pred_mse: float | None = None         # the last P-frame's motion-compensated prediction error
         self.ref: torch.Tensor | None = None
-        self.prev_codes: np.ndarray | None = None
-        cfg = self.model.cfg
+        self.prev_codes: torch.Tensor | None = None  # the previous frame's y (1, D, h, w) int64
+        cfg = self.cfg = self.model.cfg
         self.align = cfg.align
         hp, wp = height + (-height) % self.align, width + (-width) % self.align
         self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
         self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
+
+    @property
+    def entropy(self) -> EntropyCoder:
+        return self.codec.entropy
 
     def frame_type(self) -> FrameType:
         """The periodic choice: I at the start and every gop frames after the last I-frame, else P."""
@@ -133,10 +125,10 @@ class FrameCoder:
             return False
         return pred_mse > self.pred_mse * 10 ** (self.scenecut / 10) and pred_mse > 10 ** (-SCENECUT_MAX_PSNR / 10)
 
-    def _finish(self, ftype: FrameType, recon: torch.Tensor, codes: np.ndarray) -> np.ndarray:
+    def _finish(self, ftype: FrameType, recon: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         frame = _to_uint8(recon, self.height, self.width)
         self.ref = _to_tensor(frame, self.align)
-        self.prev_codes = codes
+        self.prev_codes = y
         if ftype == FrameType.I:
             self.since_intra, self.pred_mse = 1, None
         else:
@@ -147,13 +139,6 @@ class FrameCoder:
     @torch.no_grad()
     def prepare(self, frame: np.ndarray) -> Analysis:
         """Motion search, the frame-type decision and the encoder's latent: everything no level changes."""
-        a = self._analyse_motion(frame)
-        a.z = (self.model.i_enc(a.x) if a.ftype == FrameType.I else self.model.p_enc(a.x - a.warped)).float()
-        return a
-
-    @torch.no_grad()
-    def _analyse_motion(self, frame: np.ndarray) -> Analysis:
-        """The frame as a padded tensor, its type and, for a P-frame, its motion and prediction (z left None)."""
         x = _to_tensor(frame, self.align)
         ftype, warped, mv = self.frame_type(), None, None
         if ftype == FrameType.P:
@@ -165,138 +150,104 @@ class FrameCoder:
                 ftype, warped, mv = FrameType.I, None, None
             else:
                 self.pred_mse = pred_mse
-        return Analysis(x, ftype, None, warped, mv)
+        return Analysis(x, ftype, self.model.analysis(x, warped), warped, mv)
 
-    def _vq(self, a: Analysis):
-        return (self.model.i_vq, None) if a.ftype == FrameType.I else (self.model.p_vq, a.warped)
+    def codes(self, a: Analysis, level: Level) -> FrameLatents:
+        """The integers (y and the side latent z) of the encoder's latent at a level."""
+        return self.model.quantize(a.z, level.gain, a.ftype == FrameType.I)
 
-    def _lam(self, a: Analysis, level: Level) -> float:
-        return level.lam_i if a.ftype == FrameType.I else level.lam_p
+    def _index(self, ftype: FrameType, z: torch.Tensor) -> torch.Tensor:
+        return self.model.scale_index(z, None if ftype == FrameType.I else self.prev_codes)
 
-    def _rate(self, a: Analysis, level: Level):
-        """The preset's rate term for ResidualVQ.encode (entropy-constrained codes), or None (the zero rule)."""
-        lam = self._lam(a, level)
-        if self.preset.ecq <= 0 or lam <= 0:
-            return None
-        return self.codec.entropy.code_cost(int(a.ftype), self.latent_shape, self.prev_codes, self.preset.ecq * lam)
+    def _latents_chunk(self, a: Analysis, codes: FrameLatents) -> bytes:
+        idx = self._index(a.ftype, codes.z)[0].numpy()
+        return self.entropy.encode_latents(codes.z[0].numpy(), codes.y[0].numpy(), idx, a.ftype == FrameType.I)
 
-    @torch.no_grad()
-    def codes(self, a: Analysis, level: Level) -> torch.Tensor:
-        """The codes (1, n, h, w) of the encoder's latent at a level: the nearest codes with the level's zero
-        rule, or with the preset's ecq those of least squared error + ecq x lam x bits under the frozen tables."""
-        return self._vq(a)[0].encode(a.z, level.stages, self._lam(a, level), self._rate(a, level))
-
-    def bits(self, a: Analysis, codes: torch.Tensor) -> int:
-        """Coded size of codes in bits (the motion chunk, the same for every level, not counted)."""
-        return 8 * sum(len(c) for c in self.codec.entropy.encode_codes(int(a.ftype), codes[0].numpy(),
-                                                                        self.prev_codes))
+    def bits(self, a: Analysis, codes: FrameLatents) -> int:
+        """Coded size of the latents chunk in bits (coded for real: the rANS coder is cheap; the motion chunk, the
+        same at every level, not counted)."""
+        return 8 * len(self._latents_chunk(a, codes))
 
     def motion_chunk(self, a: Analysis) -> bytes:
         """The frame's motion chunk (empty for I-frames and all-zero motion)."""
-        return b"" if a.mv is None else self.codec.entropy.encode_motion(a.mv[0].numpy())
+        return b"" if a.mv is None else self.entropy.encode_motion(a.mv[0].numpy())
 
     @torch.no_grad()
-    def reconstruct(self, a: Analysis, codes: torch.Tensor) -> torch.Tensor:
-        if a.ftype == FrameType.I:
-            return self.model.decode_intra(codes)
-        return self.model.decode_inter(codes, a.warped)
+    def reconstruct(self, a: Analysis, codes: FrameLatents) -> torch.Tensor:
+        return self.model.decode_frame(codes.y, codes.gain, a.warped)
 
     def _mse(self, a: Analysis, recon: torch.Tensor) -> float:
         return float((recon.clamp(0, 1) - a.x)[..., :self.height, :self.width].pow(2).mean())
 
-    def rd_slope(self, a: Analysis, level: Level) -> float | None:
-        """The local slope of this frame's rate-distortion curve along the codec's levels, -dMSE/dbpp between the
-        neighbouring levels (the exchange rate the level table offers here); None where it cannot be measured."""
-        levels = list(self.codec.levels.values())
-        if level not in levels:
-            return None
-        i = levels.index(level)
-        pts = []
-        for lv in levels[max(0, i - 1): i + 2]:
-            c = self.codes(a, lv)
-            pts.append((self.bits(a, c), self._mse(a, self.reconstruct(a, c))))
-        slopes = [(d0 - d1) / (r1 - r0) for (r0, d0), (r1, d1) in zip(pts, pts[1:]) if r1 > r0]
-        if not slopes:
-            return None
-        return max(0.0, sum(slopes) / len(slopes)) * self.width * self.height
+    def cost(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor) -> float:
+        """The rate-distortion cost the slow presets minimise: coded bits per pixel + lambda x MSE, with the lambda
+        the level's quality was trained for (LearnedRateModel.lam)."""
+        return self.bits(a, codes) / (self.width * self.height) + self.model.lam(codes.gain) * self._mse(a, recon)
 
-    def choose(self, a: Analysis, level: Level) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes, reconstruction) of a frame at a level as the preset does it: the nearest codes of the encoder's
-        latent, or with a slower preset the candidate of least rate-distortion cost MSE + slope x bits among
-        them, the refined latents (Model.refine) and, for P-frames, no residual at all. The first candidate is
-        the plain one, so a slower preset never codes a frame at a higher cost than a faster one given the same
-        reference."""
+    def choose(self, a: Analysis, level: Level) -> tuple[FrameLatents, torch.Tensor]:
+        """(integers, reconstruction) of a frame at a level as the preset does it: those of the encoder's latent,
+        or with a slower preset the candidate of least cost among it and the refined latents
+        (LearnedRateModel.refine). The first candidate is the plain one, so a slower preset never codes a frame
+        at a higher cost than a faster one given the same reference."""
         plain = self.codes(a, level)
-        lam = self.rd_slope(a, level) if self.preset.rd_search else None
-        if lam is None:
+        if self.preset.refine_steps <= 0:
             return plain, self.reconstruct(a, plain)
-        vq, warped = self._vq(a)
-        npix = self.width * self.height
-
-        def cost(codes: torch.Tensor, recon: torch.Tensor) -> float:
-            return self._mse(a, recon) + lam * self.bits(a, codes) / npix
-
-        candidates = self.model.refine(a.x, a.z, vq, level.stages, self._lam(a, level), self.preset.refine_steps,
-                                       warped, rate=self._rate(a, level))
-        best = min(((cost(c, r), k, c, r) for k, (c, r) in enumerate(candidates)), key=lambda t: t[:2])
-        if self.preset.skip_choice and a.ftype == FrameType.P:
-            zero = torch.zeros_like(plain)
-            recon = self.reconstruct(a, zero)
-            best = min(best, (cost(zero, recon), -1, zero, recon), key=lambda t: t[:2])
+        intra = a.ftype == FrameType.I
+        best = None
+        for k, y in enumerate(self.model.refine(a.x, a.z, level.gain, a.warped, None if intra else self.prev_codes,
+                                                self.preset.refine_steps)):
+            c = plain if k == 0 else self.model.quantize(y, level.gain, intra)
+            r = self.reconstruct(a, c)
+            cand = (self.cost(a, c, r), k, c, r)
+            best = cand if best is None or cand[:2] < best[:2] else best
         return best[2], best[3]
 
-    def commit(self, a: Analysis, codes: torch.Tensor, recon: torch.Tensor | None = None) \
-            -> tuple[FrameType, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Move on to the next frame with these codes: (type, codes (n, h, w), motion (2, bh, bw) or None,
-        decoded frame); recon, when the caller has it, is reconstruct(a, codes)."""
+    def commit(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor | None = None) \
+            -> tuple[FrameType, FrameLatents, np.ndarray | None, np.ndarray]:
+        """Move on to the next frame with these integers: (type, integers, motion (2, bh, bw) or None, decoded
+        frame); recon, when the caller has it, is reconstruct(a, codes)."""
         recon = self.reconstruct(a, codes) if recon is None else recon
-        codes_np = codes[0].numpy()
         mv_np = None if a.mv is None else a.mv[0].numpy()
-        return a.ftype, codes_np, mv_np, self._finish(a.ftype, recon, codes_np)
+        return a.ftype, codes, mv_np, self._finish(a.ftype, recon, codes.y)
 
-    def analyse(self, frame: np.ndarray, level: Level | None = None) \
-            -> tuple[FrameType, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Encode one frame to integers at a level (default: the coder's): (type, codes (n, h, w), motion
-        (2, bh, bw) or None, decoded frame)."""
-        a = self.prepare(frame)
-        return self.commit(a, *self.choose(a, self.level if level is None else level))
-
-    def packet(self, a: Analysis, codes: torch.Tensor, recon: torch.Tensor | None = None,
-               quality: int | None = None) -> tuple[Packet, np.ndarray]:
-        """Code a prepared frame with these codes and move on: (its packet: the motion chunk, then one chunk per
-        stage; the decoded frame). quality: the packet's own quality byte (rate-controlled streams), else None."""
-        prev = self.prev_codes               # the entropy context: read before commit moves it on
-        chunks = [self.motion_chunk(a)]
-        ftype, codes_np, _, frame = self.commit(a, codes, recon)
-        chunks += self.codec.entropy.encode_codes(int(ftype), codes_np, prev)
-        return Packet(ftype, tuple(chunks), quality), frame
+    def packet(self, a: Analysis, codes: FrameLatents, recon: torch.Tensor | None = None) \
+            -> tuple[Packet, np.ndarray]:
+        """Code a prepared frame with these integers and move on: (its packet: the motion chunk, then z and y,
+        and the quality byte that selects their gains; the decoded frame)."""
+        chunks = (self.motion_chunk(a), self._latents_chunk(a, codes))   # before commit moves prev_codes on
+        _, _, _, frame = self.commit(a, codes, recon)
+        return Packet(a.ftype, chunks, codes.gain + 1), frame
 
     def encode(self, frame: np.ndarray, level: Level | None = None) -> tuple[Packet, np.ndarray]:
         """One (H, W, 3) uint8 frame at a level (default: the coder's) -> (packet, decoded frame)."""
+        level = self.level if level is None else level
         a = self.prepare(frame)
-        return self.packet(a, *self.choose(a, self.level if level is None else level))
+        return self.packet(a, *self.choose(a, level))
 
     # decoder --------------------------------------------------------------------
     def decode(self, packet: Packet) -> np.ndarray:
         """A packet -> the decoded (H, W, 3) uint8 frame; BitstreamError for a packet this stream cannot hold."""
-        stages, n_max = len(packet.chunks) - 1, self.model.cfg.num_stages
-        if not 1 <= stages <= n_max:
-            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected 2..{1 + n_max}")
+        if len(packet.chunks) != CHUNKS:
+            raise BitstreamError(f"packet has {len(packet.chunks)} chunks, expected {CHUNKS}")
+        if packet.quality not in self.codec.levels:
+            raise BitstreamError(f"packet quality {packet.quality} is not one of this model's "
+                                 f"{min(self.codec.qualities)}..{max(self.codec.qualities)}")
         ftype = FrameType(packet.frame_type)
         if ftype == FrameType.P and self.ref is None:
             raise BitstreamError("P-frame without a preceding I-frame")
-        ent, mv = self.codec.entropy, None
-        if ftype == FrameType.P:
+        ent, mv, intra = self.entropy, None, ftype == FrameType.I
+        if not intra:
             mv = ent.decode_motion(packet.chunks[0], self.mv_shape, self.model.mv_limit)
-        codes = ent.decode_codes(int(ftype), list(packet.chunks[1:]), self.latent_shape, self.prev_codes)
-        return self.synthesise(ftype, codes, mv)
+        elif packet.chunks[0]:
+            raise BitstreamError("an I-frame packet has a motion chunk")
+        h, w = self.latent_shape
+        _, y = ent.decode_latents(packet.chunks[1], intra, (self.cfg.hyper_dim, h // 4, w // 4),
+                                  (self.cfg.latent_dim, h, w),
+                                  lambda z: self._index(ftype, torch.from_numpy(z)[None])[0].numpy())
+        return self.synthesise(ftype, torch.from_numpy(y)[None], self.codec.levels[packet.quality].gain, mv)
 
     @torch.inference_mode()
-    def synthesise(self, ftype: FrameType, codes: np.ndarray, mv: np.ndarray | None) -> np.ndarray:
+    def synthesise(self, ftype: FrameType, y: torch.Tensor, gain: int, mv: np.ndarray | None) -> np.ndarray:
         """Decode one frame from its integers."""
-        c = torch.from_numpy(codes)[None]
-        if ftype == FrameType.I:
-            recon = self.model.decode_intra(c)
-        else:
-            recon = self.model.decode_inter(c, self.model.warp(self.ref, torch.from_numpy(mv)[None]))
-        return self._finish(ftype, recon, codes)
+        warped = None if ftype == FrameType.I else self.model.warp(self.ref, torch.from_numpy(mv)[None])
+        return self._finish(ftype, self.model.decode_frame(y, gain, warped), y)

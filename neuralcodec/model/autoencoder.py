@@ -12,7 +12,7 @@ class Encoder(nn.Module):
     """Maps an image-like tensor (B, cin, H, W) to a latent (B, D, H/8, W/8).
 
     Without bias the encoder is positively homogeneous: a zero input (no residual to code) gives an exactly
-    zero latent, which the quantizer maps to the fixed zero code of every stage.
+    zero latent, which rounds to all-zero integers.
     """
 
     def __init__(self, cin: int, cfg: ModelConfig, bias: bool = True):

@@ -6,35 +6,35 @@ from dataclasses import asdict, dataclass, fields
 
 # Bounds on every size a config may ask for: a model file is untrusted input, and nothing is allocated before
 # its config passed these checks.
-_LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "num_stages": (1, 32),
-           "codebook_size": (2, 4096), "block_size": (4, 128), "search_range": (0, 256), "mv_alphabet": (3, 4095),
-           "stride": (8, 8), "mv_coding": (0, 1), "rate_model": (0, 1), "qualities": (1, 64),
-           "hyper_channels": (1, 256), "hyper_dim": (1, 128)}
+_LIMITS = {"channels": (1, 512), "blocks": (0, 8), "latent_dim": (1, 256), "block_size": (4, 128),
+           "search_range": (0, 256), "mv_alphabet": (3, 4095), "stride": (8, 8), "mv_coding": (0, 1),
+           "rate_model": (1, 1), "qualities": (1, 64), "hyper_channels": (1, 256), "hyper_dim": (1, 128)}
 # Fields added after models were shipped, with the value every file written before them implies.
 _ADDED = {"mv_coding": 0, "rate_model": 0, "qualities": 16, "hyper_channels": 64, "hyper_dim": 32}
-RVQ, LEARNED_RATE = 0, 1    # rate_model: residual VQ with counted tables (models to 1.17), or model v2
+# rate_model: 0 was the residual VQ with counted tables (models 1.0 to 1.17, removed in ncodec 0.2), 1 the learned
+# rate (model v2, ncodec-base 2.x), the only design this version builds. Its files also carry the RVQ's two sizes,
+# which it ignores.
+RVQ, LEARNED_RATE = 0, 1
+_RETIRED = ("num_stages", "codebook_size")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the autoencoders, quantizers and entropy tables of one codec model."""
+    """Sizes of the transforms, motion, hyperprior and quality levels of one codec model (model v2)."""
 
     channels: tuple[int, int, int] = (32, 48, 96)   # feature channels at 1/2, 1/4, 1/8 resolution
     blocks: tuple[int, int, int] = (0, 1, 2)        # residual blocks at each resolution
-    latent_dim: int = 16                            # channels of the latent at 1/8 resolution (= codebook dim)
-    num_stages: int = 8                             # residual VQ stages (quality level n uses the first n)
-    codebook_size: int = 256                        # codes per stage; code 0 is fixed to the zero vector
+    latent_dim: int = 16                            # channels of the integer latent y at 1/8 resolution
     block_size: int = 16                            # motion block size in pixels
     search_range: int = 16                          # motion search range in pixels
     mv_alphabet: int = 129                          # motion residual symbols (quarter-pel, centred; escape beyond)
     stride: int = 8                                 # spatial downsampling of the latent (fixed by the architecture)
     mv_coding: int = 1                              # motion vector prediction and contexts (motion.MV_CODINGS):
     #                                                 0 left neighbour (models to 1.11), 1 median + x/y context
-    rate_model: int = RVQ                           # RVQ (num_stages, codebook_size) or LEARNED_RATE: integer
-    #                                                 latents under a hyperprior (qualities, hyper_*; model v2)
-    qualities: int = 16                             # LEARNED_RATE: quality levels (rows of per-channel gains)
-    hyper_channels: int = 64                        # LEARNED_RATE: channels of the hyper networks
-    hyper_dim: int = 32                             # LEARNED_RATE: channels of the side latent z (at 1/32)
+    rate_model: int = LEARNED_RATE                  # the design (see RVQ, LEARNED_RATE above): only 1 builds
+    qualities: int = 16                             # quality levels (rows of per-channel gains)
+    hyper_channels: int = 64                        # channels of the hyper networks
+    hyper_dim: int = 32                             # channels of the side latent z (at 1/32)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -57,7 +57,8 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        """Parse and validate; ValueError on malformed JSON, unknown or missing fields and bad values."""
+        """Parse and validate; ValueError on malformed JSON, unknown or missing fields, bad values and the configs
+        of RVQ models (ncodec-base 1.x)."""
         try:
             raw = json.loads(text)
         except (TypeError, ValueError) as e:
@@ -66,6 +67,10 @@ class ModelConfig:
             raise ValueError("model config must be a JSON object")
         known = {f.name for f in fields(cls)}
         raw = {**{k: v for k, v in _ADDED.items() if k not in raw}, **raw}
+        if raw["rate_model"] == RVQ:
+            raise ValueError("an RVQ model (ncodec-base 1.x), which this ncodec no longer runs: it runs "
+                             "learned-rate models (2.x); decode its streams with ncodec 0.1")
+        raw = {k: v for k, v in raw.items() if k not in _RETIRED}
         unknown, missing = set(raw) - known, known - set(raw)
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)[:5]}"[:200])
@@ -75,10 +80,8 @@ class ModelConfig:
 
     @property
     def align(self) -> int:
-        """Frames are padded to a multiple of this many pixels (LEARNED_RATE: the side latent's 1/32 too)."""
-        return max(self.stride * (4 if self.rate_model == LEARNED_RATE else 1), self.block_size)
+        """Frames are padded to a multiple of this many pixels: the side latent's 1/32 and the motion blocks."""
+        return max(self.stride * 4, self.block_size)
 
 
-TINY = ModelConfig(channels=(8, 12, 16), blocks=(0, 1, 1), latent_dim=4, num_stages=3, codebook_size=16)
-TINY_V2 = ModelConfig(channels=(8, 12, 16), blocks=(0, 1, 1), latent_dim=4, rate_model=LEARNED_RATE, qualities=4,
-                      hyper_channels=8, hyper_dim=4)
+TINY = ModelConfig(channels=(8, 12, 16), blocks=(0, 1, 1), latent_dim=4, qualities=4, hyper_channels=8, hyper_dim=4)

@@ -52,7 +52,7 @@ def gaussian_likelihood(v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 class FactorizedPrior(nn.Module):
     """A learned density per channel of z (Balle et al. 2018's non-parametric prior: a monotone cumulative of
     filters 1-3-3-3-3-1); `likelihood(z)` is the mass of [z - 1/2, z + 1/2]. Its integer tables are frozen at export
-    (coding.hyper); only training evaluates it."""
+    (coding.entropy); only training evaluates it."""
 
     FILTERS = (3, 3, 3, 3)
 
@@ -187,7 +187,8 @@ class HyperPrior(nn.Module):
     def likelihoods(self, y: torch.Tensor, prev: torch.Tensor | None, noise: bool) \
             -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training/evaluation: (scale index, likelihoods of y's elements, likelihoods of z's) for a scaled latent
-        y. With noise (training) the rate sees y + U(-1/2, 1/2) and z + U; else the rounded values."""
+        y. With noise (training) the rate sees y + U(-1/2, 1/2) and z + U; else the rounded values (rounded
+        straight through: the encoder's latent search differentiates the rate of the integers it would send)."""
         z = self.side_latent(y).float()
         z_hat = ste_round(z)
         idx = self(z_hat, prev)
@@ -197,5 +198,5 @@ class HyperPrior(nn.Module):
                 y_r = y.float() + torch.empty_like(y, dtype=torch.float32).uniform_(-0.5, 0.5)
                 z_r = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             else:
-                y_r, z_r = torch.round(y.float()), z_hat
+                y_r, z_r = ste_round(y.float()), z_hat
             return idx, gaussian_likelihood(y_r, sigma), self.prior.likelihood(z_r)

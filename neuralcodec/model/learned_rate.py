@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .codec_model import MotionCodecBase, to_levels
-from .config import LEARNED_RATE, ModelConfig
+from .config import ModelConfig
 from .entropy import EntropyTables
-from .hyperprior import HyperPrior
+from .hyperprior import HyperPrior, ste_round
+
+
+# The rate-distortion trade-off of the lowest and highest quality: quality index q was trained on
+# bits per pixel + lambda_q x MSE (of 8-bit levels), lambda_q log-spaced between these x 255^2 (training.train_v2).
+LAM_LO, LAM_HI = 0.0001, 0.03
 
 
 @dataclass
@@ -36,11 +42,9 @@ class LearnedRateModel(MotionCodecBase):
     `forward` runs a clip for training (straight-through rounding for the decoders, uniform noise for the rate)
     and returns its reconstruction and estimated bits; `encode_frame` / `decode_frame` are the inference path,
     integers out and in; `scale_index` is the exact integer network whose output, with the frozen tables in
-    `entropy`, is all the entropy coder needs. The model itself knows no bytes (neuralcodec.coding.hyper)."""
+    `entropy`, is all the entropy coder needs. The model itself knows no bytes (neuralcodec.coding)."""
 
     def __init__(self, cfg: ModelConfig):
-        if cfg.rate_model != LEARNED_RATE:
-            raise ValueError("LearnedRateModel needs a config with rate_model = LEARNED_RATE")
         super().__init__(cfg)
         d, q = cfg.latent_dim, cfg.qualities
         # log gains per quality and channel; the highest quality (the last row) has the largest gains
@@ -57,6 +61,12 @@ class LearnedRateModel(MotionCodecBase):
 
     def hyper(self, intra: bool) -> HyperPrior:
         return self.hyper_i if intra else self.hyper_p
+
+    def lam(self, q: int) -> float:
+        """lambda of quality index q: the weight of the MSE (of [0, 1] images) against bits per pixel that it was
+        trained with."""
+        t = q / max(1, self.cfg.qualities - 1)
+        return LAM_LO * (LAM_HI / LAM_LO) ** t * 255 ** 2
 
     # inference: integers out and in ---------------------------------------------
     def analysis(self, x: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,6 +91,30 @@ class LearnedRateModel(MotionCodecBase):
     def decode_frame(self, y: torch.Tensor, q: int, warped: torch.Tensor | None = None) -> torch.Tensor:
         """Integers y at quality index q -> the frame (unclamped float); P-frames on their prediction warped."""
         return self.synthesis(y.float() / self._gain(warped is None, torch.tensor([q])), warped)
+
+    def refine(self, x: torch.Tensor, y: torch.Tensor, q: int, warped: torch.Tensor | None, prev: torch.Tensor | None,
+               steps: int, lr: float = 0.05) -> Iterator[torch.Tensor]:
+        """Encoder-side search for a frame's latent (the slow presets): candidate latents, first the encoder's own
+        y, then y after each of `steps` Adam steps on bits per pixel + lambda_q x MSE of x, both taken through the
+        rounding straight through (rate from the hyperprior, P-frames with prev, the previous frame's integers,
+        as context). The amortized encoder's latent is a guess, the decoder and the entropy model are the judges;
+        the caller quantizes the candidates and picks by their coded size and decoded error."""
+        intra = warped is None
+        g = self._gain(intra, torch.tensor([q])).detach()
+        hyper, lam, npix = self.hyper(intra), self.lam(q), x.shape[-1] * x.shape[-2]
+        ys = (y.detach().float() * g).clone().requires_grad_(True)
+        opt = torch.optim.Adam([ys], lr=lr)
+        for k in range(steps + 1):
+            yield ys.detach() / g
+            if k == steps:
+                break
+            with torch.enable_grad():
+                _, y_lik, z_lik = hyper.likelihoods(ys, prev, noise=False)
+                recon = self.synthesis(ste_round(ys) / g, warped)
+                bits = -(y_lik.log2().sum() + z_lik.log2().sum())
+                loss = bits / npix + lam * (recon - x).pow(2).mean()
+                (ys.grad,) = torch.autograd.grad(loss, [ys])
+            opt.step()
 
     def synthesis(self, yq: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
         """A dequantized latent -> the frame: the I decoder, or the P decoder on (and added to) its prediction."""

@@ -37,11 +37,7 @@ def decoder_macs_per_pixel(model, size: int = 64) -> dict[str, float]:
     h = w = size // cfg.stride
     frame = torch.zeros(1, 3, size, size)
     pixels = size * size
-    if hasattr(model, "decode_frame"):   # learned rate: the synthesis and the hyper-synthesis of the scale indexes
-        y = torch.zeros(1, cfg.latent_dim, h, w, dtype=torch.long)
-        z = torch.zeros(1, cfg.hyper_dim, h // 4, w // 4)
-        return {"I": _count(model, lambda: (model.decode_frame(y, 0), model.hyper_i(z))) / pixels,
-                "P": _count(model, lambda: (model.decode_frame(y, 0, frame), model.hyper_p(z, y))) / pixels}
-    codes = torch.zeros(1, 1, h, w, dtype=torch.long)
-    return {"I": _count(model, lambda: model.decode_intra(codes)) / pixels,
-            "P": _count(model, lambda: model.decode_inter(codes, frame)) / pixels}
+    y = torch.zeros(1, cfg.latent_dim, h, w, dtype=torch.long)      # the synthesis and the hyper-synthesis
+    z = torch.zeros(1, cfg.hyper_dim, h // 4, w // 4)               # of the scale indexes
+    return {"I": _count(model, lambda: (model.decode_frame(y, 0), model.hyper_i(z))) / pixels,
+            "P": _count(model, lambda: (model.decode_frame(y, 0, frame), model.hyper_p(z, y))) / pixels}

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..model import LearnedRateModel, ModelConfig
+from ..model.learned_rate import LAM_HI, LAM_LO
 from ._command import run_command
 from .losses import msssim
 
@@ -41,8 +42,8 @@ class V2Config:
     clip_len: int = 3
     lr: float = 1e-4               # transforms
     lr_new: float = 1e-3           # gains, hyperpriors
-    lam_lo: float = 0.0001         # lambda of the lowest and highest quality (x 255^2 on MSE of [0, 1] images)
-    lam_hi: float = 0.03
+    lam_lo: float = LAM_LO         # lambda of the lowest and highest quality (x 255^2 on MSE of [0, 1] images;
+    lam_hi: float = LAM_HI         # the slow presets' search assumes the defaults: LearnedRateModel.lam)
     w_msssim: float = 0.05
     lr_end: float = 1.0            # both learning rates end the run at this fraction (cosine from 1; 1: constant)
     ema: float = 0.999             # decay of the weights' exponential moving average, exported (0: none)
@@ -210,8 +211,6 @@ def init_model(src: str) -> tuple[LearnedRateModel, dict]:
     """A model to continue: a learned-rate model file or shipped name (its weights and training record)."""
     from ..registry import load_codec
     codec = load_codec(src)
-    if not isinstance(codec.model, LearnedRateModel):
-        raise ValueError(f"{src} is not a learned-rate model (use --from-transfer for the RVQ transforms)")
     model = LearnedRateModel(codec.model.cfg)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in codec.model.state_dict().items()})
     return model, dict(codec.training)
