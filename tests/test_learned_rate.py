@@ -202,13 +202,10 @@ def test_scale_index_exact_path_matches_training_path(v2_codec):
         assert 0 <= int(exact.min()) and int(exact.max()) < SCALE_LEVELS
 
 
-def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path):
-    """The v2 training command with the GPU preset, its sizes shrunk on the command line (which wins): it reads a
-    pack, continues a model file, checkpoints, resumes, and exports a model with the record carried on."""
-    from neuralcodec.registry import load_codec
+def tiny_pack(tmp_path):
+    """A training pack of one small video (train and val) and one photo."""
     from neuralcodec.training import pack as K
     from neuralcodec.training.data import prepare as Pr
-    from neuralcodec.training.train_v2 import PRESETS, main
     root = tmp_path / "data"
     video = textured_clip(12, 64, 96, pan=1, seed=4)
     entries = [Pr.write_clip(root, "video", "vid", "train", video[:9]),
@@ -217,6 +214,15 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
     Pr.write_manifest(root, entries)
     pack = tmp_path / "t.ncpack"
     K.build_pack(root, pack, log=lambda m: None)
+    return pack
+
+
+def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path):
+    """The v2 training command with the GPU preset, its sizes shrunk on the command line (which wins): it reads a
+    pack, continues a model file, checkpoints, resumes, and exports a model with the record carried on."""
+    from neuralcodec.registry import load_codec
+    from neuralcodec.training.train_v2 import PRESETS, main
+    pack = tiny_pack(tmp_path)
     start = tmp_path / "start.safetensors"
     save_model(make_tiny_model(), "tiny-v2", start, half=False,
                card={"version": "2.0", "steps": 100, "cpu_hours": 0.5, "gpu_hours": 0.0, "commands": ["first"]})
@@ -260,3 +266,23 @@ def test_train_v2_learning_rate_schedule_and_weight_average():
     assert torch.allclose(avg.state_dict(net)["weight"], torch.full((1, 2), 1.2))
     again = WeightAverage(net, 0.9, avg.state_dict(net))                       # resumed from a checkpoint
     assert torch.equal(again.state_dict(net)["weight"], avg.state_dict(net)["weight"])
+
+
+def test_train_v2_adversarial_loss_after_its_warm_up_and_across_a_resume(tmp_path):
+    """--gan-weight: the discriminator trains from step --gan-start of the run on, its state and the run's step
+    count are checkpointed, and a resumed run continues them."""
+    from neuralcodec.training.train_v2 import main
+    start = tmp_path / "start.safetensors"
+    save_model(make_tiny_model(), "tiny-v2", start, half=False, card={"version": "2.0"})
+    out = tmp_path / "run"
+    small = ["--data-root", str(tiny_pack(tmp_path)), "--batch-size", "2", "--crop", "32", "--clip-len", "2",
+             "--out", str(out), "--gan-weight", "0.1", "--gan-start", "2"]
+    main(["--init-from", str(start), "--steps", "2"] + small)
+    st = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    disc0 = {k: v.clone() for k, v in st["adversarial"]["disc"].items()}
+    assert st["adversarial"]["steps"] == 2 and not st["adversarial"]["optimizer"]["state"]   # warm-up: untouched
+    main(["--resume", str(out / "latest.pt"), "--steps", "2"] + small)
+    st = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert st["adversarial"]["steps"] == 4 and st["record"]["steps"] == 4
+    assert any(not torch.equal(v, disc0[k]) for k, v in st["adversarial"]["disc"].items())
+    assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())

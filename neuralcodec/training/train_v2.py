@@ -45,6 +45,8 @@ class V2Config:
     lam_lo: float = LAM_LO         # lambda of the lowest and highest quality (x 255^2 on MSE of [0, 1] images;
     lam_hi: float = LAM_HI         # the slow presets' search assumes the defaults: LearnedRateModel.lam)
     w_msssim: float = 0.05
+    gan_weight: float = 0.0        # adversarial loss (losses.AdversarialLoss, adaptive weight x this; 0: off)
+    gan_start: int = 0             # steps of the run before it starts (the warm-up)
     lr_end: float = 1.0            # both learning rates end the run at this fraction (cosine from 1; 1: constant)
     ema: float = 0.999             # decay of the weights' exponential moving average, exported (0: none)
     minutes: float = 60.0
@@ -107,9 +109,11 @@ class WeightAverage:
 
 
 def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_state: dict | None = None,
-          ema_state: dict | None = None) -> dict:
+          ema_state: dict | None = None, adv_state: dict | None = None) -> dict:
     """Train in place for cfg.minutes; returns the run record {steps, minutes} added to `start`'s and the weight
-    average (`ema`: a state dict, or None with cfg.ema 0)."""
+    average (`ema`: a state dict, or None with cfg.ema 0). With cfg.gan_weight the adversarial loss (its
+    discriminator and optimizer kept in the checkpoints, adv_state on resume) joins after cfg.gan_start steps,
+    weighted adaptively against the rate-distortion loss at the P decoder's last layer."""
     from .data import PackDataset
     if cfg.crop % model.cfg.align:
         raise ValueError(f"crop {cfg.crop} is not a multiple of the model's alignment {model.cfg.align}")
@@ -128,6 +132,14 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         opt.load_state_dict(opt_state)
     base_lr = [cfg.lr, cfg.lr_new]
     ema = WeightAverage(model, cfg.ema, ema_state) if cfg.ema > 0 else None
+    adv = None
+    if cfg.gan_weight > 0:
+        from .losses import AdversarialLoss
+        adv = AdversarialLoss(weight=cfg.gan_weight, start=cfg.gan_start).to(device)
+        if adv_state is not None:
+            adv.disc.load_state_dict(adv_state["disc"])
+            adv.optimizer.load_state_dict(adv_state["optimizer"])
+    run_steps = 0 if adv_state is None else int(adv_state.get("steps", 0))   # this run's, for the warm-up
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 3 + start.get("steps", 0))
     bf16 = cfg.bf16 and native_bf16(device)
     if cfg.bf16 and not bf16:
@@ -144,7 +156,10 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         if minutes >= next_ckpt or done:
             rec = {"steps": start.get("steps", 0) + steps, "minutes": start.get("minutes", 0.0) + minutes,
                    "gpu_minutes": start.get("gpu_minutes", 0.0) + (minutes if device.type == "cuda" else 0.0)}
-            save_checkpoint(out / "latest.pt", model, cfg, rec, opt, None if ema is None else ema.state_dict(model))
+            save_checkpoint(out / "latest.pt", model, cfg, rec, opt, None if ema is None else ema.state_dict(model),
+                            None if adv is None else {"disc": adv.disc.state_dict(),
+                                                      "optimizer": adv.optimizer.state_dict(),
+                                                      "steps": run_steps + steps})
             next_ckpt += cfg.ckpt_every_min
         if done:
             model.cpu()
@@ -164,6 +179,11 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         if cfg.w_msssim > 0:   # each clip's own MS-SSIM under its own lambda
             dist = mse + cfg.w_msssim * (1 - torch.stack([msssim(xhat[i], clip[i]) for i in range(len(q))]))
         loss = (bpp + lams[q] * dist).mean()
+        fake = real = None
+        if adv is not None and adv.active(run_steps + steps):
+            fake, real = xhat.flatten(0, 1), clip.flatten(0, 1)
+            g_loss, _ = adv(fake, real, (lams[q] * dist).mean(), model.p_dec.out[0].weight, run_steps + steps)
+            loss = loss + g_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if not torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)):
@@ -172,6 +192,8 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
                 raise FloatingPointError(f"over 100 non-finite batches by step {start.get('steps', 0) + steps}")
             continue
         opt.step()
+        if fake is not None:
+            adv.train_adv(fake, real)
         if ema is not None:
             ema.update(model)
         steps += 1
@@ -186,16 +208,18 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
 
 
 def save_checkpoint(path: Path, model: LearnedRateModel, cfg: V2Config, record: dict,
-                    opt: torch.optim.Optimizer | None = None, ema: dict | None = None) -> None:
+                    opt: torch.optim.Optimizer | None = None, ema: dict | None = None, adv: dict | None = None) -> None:
     from ..io import atomic_output
     with atomic_output(path, force=True) as tmp:
         torch.save({"model": model.state_dict(), "model_config": model.cfg.to_json(), "train_config": asdict(cfg),
-                    "record": record, "optimizer": None if opt is None else opt.state_dict(), "ema": ema}, tmp)
+                    "record": record, "optimizer": None if opt is None else opt.state_dict(), "ema": ema,
+                    "adversarial": adv}, tmp)
 
 
-def load_checkpoint(path: str | Path, weights: str = "model") -> tuple[LearnedRateModel, dict, dict | None, dict | None]:
+def load_checkpoint(path: str | Path, weights: str = "model") \
+        -> tuple[LearnedRateModel, dict, dict | None, dict | None, dict | None]:
     """(model, record {steps, minutes} since the run's init model, optimizer state or None, weight average or
-    None). weights: "model" (the trained weights), "ema" (their average, an error when the run kept none) or
+    None, adversarial state or None). weights: "model" (the trained weights), "ema" (their average, an error when the run kept none) or
     "auto" (the average when there is one)."""
     st = torch.load(path, map_location="cpu", weights_only=True)
     if weights == "auto":
@@ -204,7 +228,7 @@ def load_checkpoint(path: str | Path, weights: str = "model") -> tuple[LearnedRa
         raise ValueError(f"{path} holds no weight average (its run had --ema 0)")
     model = LearnedRateModel(ModelConfig.from_json(st["model_config"]))
     model.load_state_dict(st[weights])
-    return model, st["record"], st.get("optimizer"), st.get("ema")
+    return model, st["record"], st.get("optimizer"), st.get("ema"), st.get("adversarial")
 
 
 def init_model(src: str) -> tuple[LearnedRateModel, dict]:
@@ -235,16 +259,16 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     given = {f: getattr(a, f) for f in asdict(V2Config()) if getattr(a, f) is not None}
     cfg = V2Config(**{**(PRESETS[a.preset] if a.preset else {}), **given})
-    opt_state = ema_state = None
+    opt_state = ema_state = adv_state = None
     if a.resume:
-        model, record, opt_state, ema_state = load_checkpoint(a.resume)
+        model, record, opt_state, ema_state, adv_state = load_checkpoint(a.resume)
         prev_card = json.loads((Path(a.resume).parent / "card.json").read_text())
     else:
         model, prev_card = init_model(a.init_from)
         record = {"steps": 0, "minutes": 0.0}
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "card.json").write_text(json.dumps(prev_card))
-    run = train(model, cfg, Path(a.out), record, opt_state, ema_state)
+    run = train(model, cfg, Path(a.out), record, opt_state, ema_state, adv_state)
     print(json.dumps({"trained_steps": run["steps"], "trained_minutes": round(run["minutes"], 2)}))
     if a.export:
         from .export_v2 import export_v2
