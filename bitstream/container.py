@@ -74,7 +74,7 @@ _FIELDS = struct.Struct(">IIIIIBI")
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
 _PACKET_HEAD = struct.Struct(">BB")     # version 1: frame_type, n_chunks
-_PACKET_HEAD_V2 = struct.Struct(">BBB")  # version 2: frame_type, quality, n_chunks
+_PACKET_HEAD_V2 = struct.Struct(">BBB")  # versions 2 and 3: frame_type, quality, n_chunks
 _FRAME_COUNT_OFFSET = _PREFIX.size + 16  # byte offset of frame_count inside the header
 
 
@@ -181,8 +181,9 @@ class StreamHeader:
 
 @dataclass(frozen=True)
 class Packet:
-    """One coded frame: its type, the separately entropy-coded byte chunks, and (format version 2 only) the
-    quality it was coded at, which is informative: a decoder needs none of it. None: the stream's quality."""
+    """One coded frame: its type, the separately entropy-coded byte chunks, and (format versions 2 and 3) the
+    quality it was coded at: informative in version 2 (a decoder needs none of it), the quality whose gains
+    decode the frame in version 3. None: the stream's quality (version 1)."""
 
     frame_type: FrameType
     chunks: tuple[bytes, ...]

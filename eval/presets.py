@@ -1,6 +1,7 @@
 """Encoder presets: BD-rate of each preset against medium, and its encode speed.
 
     python -m eval.presets [--clips standard] [--max-frames 50] [--presets fast,medium,slow,veryslow] [--out DIR]
+    (DIR: default eval/results/presets/vVERSION)
 
 Every clip is coded at every quality with each preset (GOP 32, scene cuts on) through the public API; the table
 gives the BD-rate (PSNR-RGB and MS-SSIM, negative = fewer bits for the same quality) against medium and the mean
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-frames", type=int, default=50, metavar="N")
     p.add_argument("--presets", default="fast,medium,slow,veryslow")
     p.add_argument("--model", default=None, help="model name or file (default: the shipped model)")
-    p.add_argument("--out", default="eval/results/presets", help="folder for the RD points and table")
+    p.add_argument("--out", help="folder for the RD points and table (default eval/results/presets/vVERSION, the "
+                                 "model's version: other models' measurements stay as they are)")
     a = p.parse_args(argv)
     import neuralcodec
     from neuralcodec.codec import PRESETS
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"presets: error: {e}", file=sys.stderr)
         return 1
-    out = Path(a.out)
+    out = Path(a.out or f"eval/results/presets/v{codec.card['version']}")
     out.mkdir(parents=True, exist_ok=True)
     points = {}
     for name in names:

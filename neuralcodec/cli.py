@@ -21,7 +21,7 @@ examples:
   ncodec encode clip.mp4 -o clip.ncv                 encode at the default quality
   ncodec encode clip.y4m -o clip.ncv --quality 5 --gop 32
   ncodec encode clip.mp4 -o clip.ncv --bitrate 300k  rate control: the file lands on 300 kbit/s
-  ncodec encode clip.mp4 -o clip.ncv --preset slow   more encoder work for fewer bits (the decoder is the same)
+  ncodec encode clip.mp4 -o clip.ncv --preset slow   more encoder work, fewer bits at equal PSNR (same decoder)
   ncodec encode frames/ -o clip.ncv                  a folder of PNG frames (30 fps)
   ncodec decode clip.ncv -o clip.mkv                 lossless FFV1 RGB (also .y4m, .mp4, or a folder/ of PNGs)
   ncodec info clip.ncv --json                        stream parameters, frame sizes, bitrate

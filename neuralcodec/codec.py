@@ -148,12 +148,14 @@ class Codec:
         return f"Codec(name={self.name!r}, sha256={self.sha256[:16]}..., qualities={self.qualities})"
 
     def check_stream(self, header: StreamHeader) -> None:
-        if header.model_name != self.name or header.model_hash != self.model_hash:
-            raise ModelError(f"stream was coded with model {header.model_name!r} ({header.model_hash.hex()}), "
-                             f"not {self.name!r} ({self.model_hash.hex()})")
+        """BitstreamError for a stream of the RVQ models' format versions (whatever model it names, checked
+        first), ModelError for a stream of other weights."""
         if header.version != FORMAT_VERSION:
             raise BitstreamError(f"a format version {header.version} stream holds an RVQ model's codes (ncodec-base "
                                  f"1.x), which this ncodec no longer decodes (ncodec 0.1 does)")
+        if header.model_name != self.name or header.model_hash != self.model_hash:
+            raise ModelError(f"stream was coded with model {header.model_name!r} ({header.model_hash.hex()}), "
+                             f"not {self.name!r} ({self.model_hash.hex()})")
 
     def _quality(self, quality: int | None) -> int:
         q = self.default_quality if quality is None else quality

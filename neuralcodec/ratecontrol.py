@@ -11,17 +11,19 @@ from bitstream import FrameType
 class RateControl:
     """Picks a quality per frame so that a stream lands on a target bitrate (bits per second).
 
-    The encoder knows each frame's exact size at every level before it picks one (the levels share the motion
-    search and the latent; only the quantization and the rANS coding differ), so the controller chooses from
-    real sizes, not predictions. A P-frame's budget is the target per frame minus the overspend so far, spread
-    over the next second, or over the frames left when the count is known (so the whole stream ends on target),
-    or over half a second when it is not (so that wherever it ends, little of an I-frame's excess is left
-    unpaid); it takes the level nearest that budget, or, while the stream is over its target and the lowest
-    level's size is near the budget, the best level within it (an overspend there could not be repaid). I-frames keep the quality of the recent P-frames, as far as
-    the frames left (when the count is known) could pay for it at the lowest P-frame size seen; the first frame
-    takes the best level within an eighth of the buffer. No frame takes a level that would fill a leaky bucket of
-    one second of the target rate beyond it while a lower level would not. A target below the lowest level's
-    rate cannot be met: the stream then lands near the lowest level's rate."""
+    The encoder knows each frame's exact size at every level before it picks one (the levels share the motion search
+    and the latent; only the quantization and the rANS coding differ), so the controller chooses from real sizes,
+    not predictions (with the slow presets, the sizes of the encoder's own latent: the refined latent the preset
+    keeps may code to another size, which update() then counts). A P-frame's budget is the target per frame minus
+    the overspend so far, spread over the next second, or over the frames left when the count is known (so the whole
+    stream ends on target), or over half a second when it is not (so that wherever it ends, little of an I-frame's
+    excess is left unpaid); it takes the level nearest that budget, or, while the stream is over its target and the
+    lowest level's size is near the budget, the best level within it (an overspend there could not be repaid).
+    I-frames keep the quality of the recent P-frames, as far as the frames left (when the count is known) could pay
+    for it at the lowest P-frame size seen; the first frame takes the best level within an eighth of the buffer. No
+    frame takes a level that would fill a leaky bucket of one second of the target rate beyond it while a lower
+    level would not. A target below the lowest level's rate cannot be met: the stream then lands near the lowest
+    level's rate."""
 
     def __init__(self, bitrate: float, fps: Fraction, qualities: Sequence[int], frame_count: int = 0):
         self.fps = float(fps)

@@ -163,8 +163,8 @@ def test_corrupt_side_information_raises_bitstream_error_only(v2_codec, clip):
 
 def test_format_versions_of_the_rvq_models_are_refused_in_one_line(v2_codec):
     for version in (1, 2):
-        header = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name="tiny-v2",
-                              model_hash=v2_codec.model_hash, version=version)
+        header = StreamHeader(width=64, height=48, fps=30, frame_count=0, quality=2, gop=8, model_name="old",
+                              model_hash=bytes(8), version=version)   # a 1.x stream names 1.x's weights
         with pytest.raises(BitstreamError, match=f"format version {version} stream holds an RVQ model") as e:
             v2_codec.check_stream(header)
         assert "\n" not in str(e.value)
@@ -234,8 +234,10 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
     assert st["train_config"]["lr"] == PRESETS["gpu"]["lr"] and st["optimizer"] is not None
     w = "i_enc.net.0.1.weight"
     assert st["ema"] is not None and not torch.equal(st["ema"][w], st["model"][w])  # the average lags the weights
-    main(["--resume", str(out / "latest.pt"), "--steps", "1", "--export", str(shipped), "--version", "2.1"] + small)
+    # a resume takes the run's settings (crop, batch, data, folder) from the checkpoint, the options given win
+    main(["--resume", str(out / "latest.pt"), "--steps", "1", "--export", str(shipped), "--version", "2.1"])
     st = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
+    assert st["train_config"]["crop"] == 32 and st["train_config"]["batch_size"] == 2 and st["record"]["steps"] == 3
     codec = load_codec(shipped)
     exported = codec.model.state_dict()[w].float()      # the export is the average, not the last weights
     assert (exported - st["ema"][w]).abs().max() < (exported - st["model"][w]).abs().max()
@@ -249,7 +251,7 @@ def test_train_v2_gpu_preset_tiny_on_cpu_continues_a_model_and_exports(tmp_path)
 
 def test_train_v2_learning_rate_schedule_and_weight_average():
     """The cosine schedule runs from the full rate to lr_end over the run (minutes or steps, whichever ends it), and
-    the weight average moves (1 - decay) of the way to the weights at each update."""
+    the weight average moves (1 - decay) of the way to the weights at each update, its decay warmed up."""
     from neuralcodec.training.train_v2 import V2Config, WeightAverage, lr_factor
     cfg = V2Config(minutes=10, lr_end=0.1)
     assert lr_factor(cfg, 0, 0) == 1.0 and abs(lr_factor(cfg, 10, 0) - 0.1) < 1e-12
@@ -259,13 +261,16 @@ def test_train_v2_learning_rate_schedule_and_weight_average():
     net = torch.nn.Linear(2, 1)
     with torch.no_grad():
         net.weight.fill_(1.0)
-    avg = WeightAverage(net, 0.9)
+    fresh, warm = WeightAverage(net, 0.9), WeightAverage(net, 0.9, updates=1000)
     with torch.no_grad():
         net.weight.fill_(3.0)
-    avg.update(net)
-    assert torch.allclose(avg.state_dict(net)["weight"], torch.full((1, 2), 1.2))
-    again = WeightAverage(net, 0.9, avg.state_dict(net))                       # resumed from a checkpoint
-    assert torch.equal(again.state_dict(net)["weight"], avg.state_dict(net)["weight"])
+    fresh.update(net)
+    warm.update(net)
+    # a fresh average's decay warms up ((1 + 0) / (10 + 0) = 0.1 at its first update): the start fades at once
+    assert torch.allclose(fresh.state_dict(net)["weight"], torch.full((1, 2), 2.8))
+    assert torch.allclose(warm.state_dict(net)["weight"], torch.full((1, 2), 1.2)) and warm.updates == 1001
+    again = WeightAverage(net, 0.9, warm.state_dict(net), warm.updates)       # resumed from a checkpoint
+    assert torch.equal(again.state_dict(net)["weight"], warm.state_dict(net)["weight"])
 
 
 def test_train_v2_adversarial_loss_after_its_warm_up_and_across_a_resume(tmp_path):

@@ -1,6 +1,6 @@
-"""The model's frozen entropy tables: an int32 buffer in its state dict, written by the export's statistics pass
-and read by the coding layer (neuralcodec.coding.entropy), which alone knows their layout and turns integers into
-bytes."""
+"""The model's frozen entropy tables: an int32 buffer in its state dict, written at export (from the priors, by
+neuralcodec.coding.entropy.freeze_tables) and read by the coding layer (neuralcodec.coding.entropy), which alone
+knows their layout and turns integers into bytes."""
 from __future__ import annotations
 
 import torch

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--command", help="the training command, recorded in the card")
     a = p.parse_args(argv)
     from .train_v2 import load_checkpoint
-    model, run, *_ = load_checkpoint(a.checkpoint, a.weights or "auto")
+    ck = load_checkpoint(a.checkpoint, a.weights or "auto")
+    model, run = ck.model, ck.record
     prev = json.loads((Path(a.checkpoint).parent / "card.json").read_text())
     export_v2(model, a.name, a.out, prev, run, a.version, a.command)
 

@@ -22,6 +22,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import torch
@@ -89,10 +90,12 @@ def lr_factor(cfg: V2Config, minutes: float, steps: int) -> float:
 
 
 class WeightAverage:
-    """Exponential moving average of a model's floating-point tensors (integer buffers follow the model)."""
+    """Exponential moving average of a model's floating-point tensors (integer buffers follow the model). Its
+    decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's num_updates rule), so the
+    starting weights fade within the first few hundred steps instead of keeping decay^n of the average."""
 
-    def __init__(self, model: torch.nn.Module, decay: float, state: dict | None = None):
-        self.decay = decay
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict | None = None, updates: int = 0):
+        self.decay, self.updates = decay, updates
         own = model.state_dict()
         self.state = {k: (state[k] if state is not None and k in state else v).detach().clone().float()
                       for k, v in own.items() if v.is_floating_point()}
@@ -101,7 +104,9 @@ class WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         own = model.state_dict()
         keys = list(self.state)
-        torch._foreach_lerp_([self.state[k] for k in keys], [own[k].float() for k in keys], 1 - self.decay)
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_([self.state[k] for k in keys], [own[k].float() for k in keys], 1 - d)
+        self.updates += 1
 
     def state_dict(self, model: torch.nn.Module) -> dict:
         """The model's state with the averaged tensors in place of its own (on the CPU)."""
@@ -131,7 +136,8 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     base_lr = [cfg.lr, cfg.lr_new]
-    ema = WeightAverage(model, cfg.ema, ema_state) if cfg.ema > 0 else None
+    ema = (WeightAverage(model, cfg.ema, ema_state, int(start.get("ema_updates", 0) if ema_state else 0))
+           if cfg.ema > 0 else None)
     adv = None
     if cfg.gan_weight > 0:
         from .losses import AdversarialLoss
@@ -155,7 +161,8 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         done = minutes >= cfg.minutes or 0 < cfg.steps <= steps
         if minutes >= next_ckpt or done:
             rec = {"steps": start.get("steps", 0) + steps, "minutes": start.get("minutes", 0.0) + minutes,
-                   "gpu_minutes": start.get("gpu_minutes", 0.0) + (minutes if device.type == "cuda" else 0.0)}
+                   "gpu_minutes": start.get("gpu_minutes", 0.0) + (minutes if device.type == "cuda" else 0.0),
+                   "ema_updates": 0 if ema is None else ema.updates}
             save_checkpoint(out / "latest.pt", model, cfg, rec, opt, None if ema is None else ema.state_dict(model),
                             None if adv is None else {"disc": adv.disc.state_dict(),
                                                       "optimizer": adv.optimizer.state_dict(),
@@ -216,11 +223,18 @@ def save_checkpoint(path: Path, model: LearnedRateModel, cfg: V2Config, record: 
                     "adversarial": adv}, tmp)
 
 
-def load_checkpoint(path: str | Path, weights: str = "model") \
-        -> tuple[LearnedRateModel, dict, dict | None, dict | None, dict | None]:
-    """(model, record {steps, minutes} since the run's init model, optimizer state or None, weight average or
-    None, adversarial state or None). weights: "model" (the trained weights), "ema" (their average, an error when the run kept none) or
-    "auto" (the average when there is one)."""
+class Checkpoint(NamedTuple):
+    model: LearnedRateModel
+    record: dict                  # {steps, minutes, gpu_minutes, ema_updates} since the run's init model
+    optimizer: dict | None
+    ema: dict | None              # the weight average's state dict
+    adversarial: dict | None      # discriminator, its optimizer, the run's step count
+    train_config: dict            # the run's V2Config as a dict
+
+
+def load_checkpoint(path: str | Path, weights: str = "model") -> Checkpoint:
+    """A checkpoint of this command. weights: "model" (the trained weights), "ema" (their average, an error when
+    the run kept none) or "auto" (the average when there is one)."""
     st = torch.load(path, map_location="cpu", weights_only=True)
     if weights == "auto":
         weights = "model" if st.get("ema") is None else "ema"
@@ -228,7 +242,8 @@ def load_checkpoint(path: str | Path, weights: str = "model") \
         raise ValueError(f"{path} holds no weight average (its run had --ema 0)")
     model = LearnedRateModel(ModelConfig.from_json(st["model_config"]))
     model.load_state_dict(st[weights])
-    return model, st["record"], st.get("optimizer"), st.get("ema"), st.get("adversarial")
+    return Checkpoint(model, st["record"], st.get("optimizer"), st.get("ema"), st.get("adversarial"),
+                      dict(st.get("train_config") or {}))
 
 
 def init_model(src: str) -> tuple[LearnedRateModel, dict]:
@@ -245,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--init-from", help="a learned-rate model (shipped name or file) to continue")
     src.add_argument("--resume", help="a checkpoint of this command (OUT/latest.pt)")
-    p.add_argument("--out", default="runs/v2", help="checkpoints and log (default runs/v2)")
+    p.add_argument("--out", help="checkpoints and log (default runs/v2; with --resume the checkpoint's folder)")
     p.add_argument("--export", metavar="MODEL.safetensors", help="after training, write a model file")
     p.add_argument("--name", default="ncodec-base", help="the exported model's name (default ncodec-base)")
     p.add_argument("--version", help="the exported model's version (its card)")
@@ -258,16 +273,26 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--" + f.replace("_", "-"), type=kind)
     a = p.parse_args(argv)
     given = {f: getattr(a, f) for f in asdict(V2Config()) if getattr(a, f) is not None}
-    cfg = V2Config(**{**(PRESETS[a.preset] if a.preset else {}), **given})
+    saved: dict = {}
     opt_state = ema_state = adv_state = None
     if a.resume:
-        model, record, opt_state, ema_state, adv_state = load_checkpoint(a.resume)
+        ck = load_checkpoint(a.resume)
+        model, record, opt_state, ema_state, adv_state = ck.model, ck.record, ck.optimizer, ck.ema, ck.adversarial
+        saved = {k: v for k, v in ck.train_config.items() if k in asdict(V2Config()) and k not in ("minutes", "steps")}
+        a.out = a.out or str(Path(a.resume).parent)
         prev_card = json.loads((Path(a.resume).parent / "card.json").read_text())
+        if Path(a.out).resolve() != Path(a.resume).parent.resolve():
+            Path(a.out).mkdir(parents=True, exist_ok=True)
+            (Path(a.out) / "card.json").write_text(json.dumps(prev_card))
     else:
         model, prev_card = init_model(a.init_from)
         record = {"steps": 0, "minutes": 0.0}
+        a.out = a.out or "runs/v2"
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "card.json").write_text(json.dumps(prev_card))
+    # the run's own settings (resumed), then the preset's, then the options given; minutes and steps: this
+    # invocation's
+    cfg = V2Config(**{**saved, **(PRESETS[a.preset] if a.preset else {}), **given})
     run = train(model, cfg, Path(a.out), record, opt_state, ema_state, adv_state)
     print(json.dumps({"trained_steps": run["steps"], "trained_minutes": round(run["minutes"], 2)}))
     if a.export:

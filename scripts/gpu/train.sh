@@ -4,7 +4,7 @@
 #   device run: `bash scripts/gpu/train.sh`, carry [".gpu"], timeout_s 600
 # Installs the carried wheels, continues the shipped model with --preset gpu for MINUTES (default 8) and exports it
 # there (model v2's export freezes its tables from its priors in seconds): under $OUT (runs/gpu-v2 without one) the
-# model file ncodec-base.safetensors, the last checkpoint latest.pt, log.jsonl and train.log. Then, here:
+# model file ncodec-base.safetensors, the last checkpoint latest.pt with card.json, log.jsonl and train.log. Then:
 #   python -m eval.compare runs/gpu-v2/ncodec-base.safetensors ncodec-base   (the gate)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +19,6 @@ python3 -m neuralcodec.training.train_v2 --preset gpu --init-from ncodec-base --
     --out "$RUN" --minutes "${MINUTES:-8}" --export "$OUT/ncodec-base.safetensors" --version "${VERSION:-gpu}" \
     ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
 status=${PIPESTATUS[0]}
-cp "$RUN"/latest.pt "$RUN"/log.jsonl "$OUT"/ 2>/dev/null
+cp "$RUN"/latest.pt "$RUN"/log.jsonl "$RUN"/card.json "$OUT"/ 2>/dev/null   # card.json: export_v2 of latest.pt
 ls -l "$OUT"
 exit "$status"
