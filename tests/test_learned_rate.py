@@ -291,3 +291,20 @@ def test_train_v2_adversarial_loss_after_its_warm_up_and_across_a_resume(tmp_pat
     assert st["adversarial"]["steps"] == 4 and st["record"]["steps"] == 4
     assert any(not torch.equal(v, disc0[k]) for k, v in st["adversarial"]["disc"].items())
     assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())
+
+
+def test_run_clock_counts_steps_not_pauses():
+    """Training time: steps count in full, slow ones too (8.9 s steps of emulated bf16), a stop does not."""
+    from neuralcodec.training.train_v2 import PAUSE_S, RunClock
+    clock, t, total = RunClock(0.0), 0.0, 0.0
+    for _ in range(50):
+        t += 1.4
+        total += clock.tick(t)
+    assert abs(total - 70.0) < 1e-9
+    t += 300.0                                   # stopped for five minutes
+    assert clock.tick(t) == PAUSE_S
+    slow, t = RunClock(0.0), 0.0
+    for _ in range(20):
+        t += 12.0
+        assert slow.tick(t) == 12.0              # steps longer than PAUSE_S are not pauses
+    assert abs(slow.tick(t + 600.0) - 60.0) < 1e-9   # five typical steps at most

@@ -20,7 +20,7 @@ import torch
 from bitstream import (BitstreamError, CdfTables, decode_symbols, decode_symbols_staged, decode_varints,
                        encode_symbols, encode_varints)
 
-from ..model.hyperprior import SCALE_LEVELS, scale_table
+from ..model.hyperprior import SCALE_LEVELS, gaussian_likelihood, scale_table
 from ..model.learned_rate import LearnedRateModel
 from ..model.motion import MV_MEDIAN, mv_to_residual, residual_to_mv
 
@@ -49,11 +49,10 @@ def freeze_tables(model: LearnedRateModel, mv_cdfs: list[np.ndarray]) -> torch.T
             c = model.cfg.hyper_dim
             lik = hyper.prior.likelihood(v[None].repeat(c, 1)).double().numpy()
             rows += [CdfTables.from_pmfs([p])[0] for p in lik]
-    for s in scale_table().tolist():
-        r = max(1, math.ceil(Y_TAIL * s))
+    for s in scale_table():      # the training's likelihood (gaussian_likelihood), in float64
+        r = max(1, math.ceil(Y_TAIL * float(s)))
         k = torch.arange(-r, r + 1, dtype=torch.float64)
-        c = lambda t: 0.5 * torch.erfc(-t / (s * math.sqrt(2)))  # noqa: E731
-        rows.append(CdfTables.from_pmfs([(c(k + 0.5) - c(k - 0.5)).clamp(min=1e-12).numpy()])[0])
+        rows.append(CdfTables.from_pmfs([gaussian_likelihood(k, s).numpy()])[0])
     rows += [np.asarray(r) for r in mv_cdfs]
     return torch.from_numpy(CdfTables(rows).to_array().astype(np.int32))
 

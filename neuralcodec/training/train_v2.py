@@ -65,11 +65,27 @@ PRESETS: dict[str, dict] = {       # sizes for a machine; options given on the c
 }
 
 
-PAUSE_S = 30.0   # a step that took longer than this was paused: it counts as this long
+PAUSE_S = 10.0   # a step over max(PAUSE_S, 5 x the typical step) was paused (SIGSTOP): it counts as that long
 
 
 def lambdas(cfg: V2Config, qualities: int) -> torch.Tensor:
     return torch.logspace(math.log10(cfg.lam_lo), math.log10(cfg.lam_hi), qualities) * 255 ** 2
+
+
+class RunClock:
+    """Training time: wall time between the loop's turns, except that a turn longer than max(PAUSE_S, 5 x the
+    typical step) counts as that long (the process was stopped, SIGSTOP, to free the cores: not training)."""
+
+    def __init__(self, now: float):
+        self.last, self.typical = now, None
+
+    def tick(self, now: float, timed_step: bool = True) -> float:
+        """Seconds to count since the last tick; timed_step: the interval ran one training step."""
+        dt, self.last = now - self.last, now
+        counted = dt if self.typical is None else min(dt, max(PAUSE_S, 5 * self.typical))   # the first: in full
+        if timed_step:
+            self.typical = dt if self.typical is None else 0.95 * self.typical + 0.05 * min(dt, 5 * self.typical)
+        return counted
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -136,8 +152,9 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     base_lr = [cfg.lr, cfg.lr_new]
-    ema = (WeightAverage(model, cfg.ema, ema_state, int(start.get("ema_updates", 0) if ema_state else 0))
-           if cfg.ema > 0 else None)
+    # a resumed average's update count; checkpoints from before the warm-up rule (no count) had the full decay
+    updates = int(start.get("ema_updates", 10 ** 6)) if ema_state is not None else 0
+    ema = WeightAverage(model, cfg.ema, ema_state, updates) if cfg.ema > 0 else None
     adv = None
     if cfg.gan_weight > 0:
         from .losses import AdversarialLoss
@@ -151,13 +168,12 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
     if cfg.bf16 and not bf16:
         print("train_v2: this CPU has no native bfloat16; training in float32", file=sys.stderr, flush=True)
     log = (out / "log.jsonl").open("a")
-    steps, skipped, minutes, last = 0, 0, 0.0, time.time()
+    steps, skipped, minutes = 0, 0, 0.0
+    clock = RunClock(time.time())
     next_ckpt = cfg.ckpt_every_min
     model.train()
     while True:
-        now = time.time()
-        minutes += min(now - last, PAUSE_S) / 60    # a process stopped (SIGSTOP) meanwhile: not training time
-        last = now
+        minutes += clock.tick(time.time(), timed_step=bool(steps or skipped)) / 60
         done = minutes >= cfg.minutes or 0 < cfg.steps <= steps
         if minutes >= next_ckpt or done:
             rec = {"steps": start.get("steps", 0) + steps, "minutes": start.get("minutes", 0.0) + minutes,
