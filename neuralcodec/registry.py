@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "98506663eff9b7b821614caf332f188072ea9150b0f09b34c3aa371e3bea6f37"),
+                   "4dba70e09b130bff55471536973afb05a99961a71a4902c03352fcd14b31bb1c"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
