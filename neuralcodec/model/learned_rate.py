@@ -19,6 +19,12 @@ from .hyperprior import HyperPrior, ste_round
 LAM_LO, LAM_HI = 0.0001, 0.03
 
 
+def quality_lambdas(qualities: int, lo: float = LAM_LO, hi: float = LAM_HI) -> torch.Tensor:
+    """lambda of every quality index (float64): the weight of the MSE (of [0, 1] images) against bits per pixel,
+    log-spaced from lo to hi, x 255^2."""
+    return torch.logspace(math.log10(lo), math.log10(hi), qualities, dtype=torch.float64) * 255 ** 2
+
+
 @dataclass
 class FrameLatents:
     """What one frame is coded to: y (1, D, h, w) and z (1, Z, h/4, w/4), int64, at quality index gain."""
@@ -63,10 +69,8 @@ class LearnedRateModel(MotionCodecBase):
         return self.hyper_i if intra else self.hyper_p
 
     def lam(self, q: int) -> float:
-        """lambda of quality index q: the weight of the MSE (of [0, 1] images) against bits per pixel that it was
-        trained with."""
-        t = q / max(1, self.cfg.qualities - 1)
-        return LAM_LO * (LAM_HI / LAM_LO) ** t * 255 ** 2
+        """lambda of quality index q: the weight of the MSE against bits per pixel that it was trained with."""
+        return float(quality_lambdas(self.cfg.qualities)[q])
 
     # inference: integers out and in ---------------------------------------------
     def analysis(self, x: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,6 +106,8 @@ class LearnedRateModel(MotionCodecBase):
         intra = warped is None
         g = self._gain(intra, torch.tensor([q])).detach()
         hyper, lam, npix = self.hyper(intra), self.lam(q), x.shape[-1] * x.shape[-2]
+        with torch.no_grad():     # the prediction's features do not change with the latent: once, not per step
+            ctx = None if intra else self.p_ctx(warped)
         ys = (y.detach().float() * g).clone().requires_grad_(True)
         opt = torch.optim.Adam([ys], lr=lr)
         for k in range(steps + 1):
@@ -110,17 +116,19 @@ class LearnedRateModel(MotionCodecBase):
                 break
             with torch.enable_grad():
                 _, y_lik, z_lik = hyper.likelihoods(ys, prev, noise=False)
-                recon = self.synthesis(ste_round(ys) / g, warped)
+                recon = self.synthesis(ste_round(ys) / g, warped, ctx)
                 bits = -(y_lik.log2().sum() + z_lik.log2().sum())
                 loss = bits / npix + lam * (recon - x).pow(2).mean()
                 (ys.grad,) = torch.autograd.grad(loss, [ys])
             opt.step()
 
-    def synthesis(self, yq: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        """A dequantized latent -> the frame: the I decoder, or the P decoder on (and added to) its prediction."""
+    def synthesis(self, yq: torch.Tensor, warped: torch.Tensor | None = None,
+                  ctx: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """A dequantized latent -> the frame: the I decoder, or the P decoder on (and added to) its prediction
+        (ctx: p_ctx(warped) when the caller has it)."""
         if warped is None:
             return self.i_dec(yq).float() + 0.5
-        return warped + self.p_dec(yq, self.p_ctx(warped)).float()
+        return warped + self.p_dec(yq, self.p_ctx(warped) if ctx is None else ctx).float()
 
     # training -------------------------------------------------------------------
     def _code(self, y: torch.Tensor, q: torch.Tensor, intra: bool, prev: torch.Tensor | None):

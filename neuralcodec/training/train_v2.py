@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..model import LearnedRateModel, ModelConfig
-from ..model.learned_rate import LAM_HI, LAM_LO
+from ..model.learned_rate import LAM_HI, LAM_LO, quality_lambdas
 from ._command import run_command
 from .losses import msssim
 
@@ -66,10 +66,6 @@ PRESETS: dict[str, dict] = {       # sizes for a machine; options given on the c
 
 
 PAUSE_S = 10.0   # a step over max(PAUSE_S, 5 x the typical step) was paused (SIGSTOP): it counts as that long
-
-
-def lambdas(cfg: V2Config, qualities: int) -> torch.Tensor:
-    return torch.logspace(math.log10(cfg.lam_lo), math.log10(cfg.lam_hi), qualities) * 255 ** 2
 
 
 class RunClock:
@@ -145,7 +141,7 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
     torch.manual_seed(cfg.seed + start.get("steps", 0))
     model.to(device)
     ds = PackDataset(cfg.data_root, "train", cfg.clip_len, cfg.crop, seed=cfg.seed + 2, device=device)
-    lams = lambdas(cfg, model.cfg.qualities).to(device)
+    lams = quality_lambdas(model.cfg.qualities, cfg.lam_lo, cfg.lam_hi).float().to(device)
     base = [p for n, p in model.named_parameters() if n.startswith(("i_", "p_"))]
     new = [p for n, p in model.named_parameters() if not n.startswith(("i_", "p_"))]
     opt = torch.optim.Adam([{"params": base, "lr": cfg.lr}, {"params": new, "lr": cfg.lr_new}])
