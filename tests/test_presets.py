@@ -155,3 +155,21 @@ def test_rate_control_api_and_info(tiny_codec):
         tiny_codec.encode(clip[:2], quality=2, bitrate="100k")
     with pytest.raises(ValueError, match="preset"):
         tiny_codec.encode(clip[:2], preset="placebo")
+
+
+@pytest.mark.parametrize("mode", [{"bitrate": 60_000}, {"quality": 3, "preset": "slow"}])
+def test_each_latents_chunk_is_coded_once_per_frame(tiny_codec, monkeypatch, mode):
+    # a rate controller (every quality's size) and a slow preset (every candidate's cost) look at a frame's chunks
+    # before the packet is written: the packet takes the chunk already coded instead of coding it again, and the
+    # stream is the one coded without that cache
+    clip = textured_clip(6, 32, 48, pan=2, seed=5)
+    reference, _ = encode_and_track(tiny_codec, clip, fps=25, gop=4, **mode)
+    calls = []
+    real = type(tiny_codec.entropy).encode_latents
+    monkeypatch.setattr(type(tiny_codec.entropy), "encode_latents",
+                        lambda self, *args: calls.append(1) or real(self, *args))
+    data, tracked = encode_and_track(tiny_codec, clip, fps=25, gop=4, **mode)
+    assert data == reference
+    looks = len(tiny_codec.qualities) if "bitrate" in mode else PRESETS["slow"].refine_steps + 1
+    assert len(calls) == looks * len(clip)   # each quality / candidate once; the packet codes nothing again
+    np.testing.assert_array_equal(tiny_codec.decode(data), tracked)

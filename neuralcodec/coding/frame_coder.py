@@ -106,6 +106,8 @@ class FrameCoder:
         hp, wp = height + (-height) % self.align, width + (-width) % self.align
         self.latent_shape = (hp // cfg.stride, wp // cfg.stride)
         self.mv_shape = (hp // cfg.block_size, wp // cfg.block_size)
+        self._cache_owner: Analysis | None = None  # the frame whose integers and chunks _cache holds
+        self._cache: dict = {}
 
     @property
     def entropy(self) -> EntropyCoder:
@@ -127,6 +129,7 @@ class FrameCoder:
 
     def _finish(self, ftype: FrameType, recon: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         frame = _to_uint8(recon, self.height, self.width)
+        self._cache_owner, self._cache = None, {}
         self.ref = _to_tensor(frame, self.align)
         self.prev_codes = y
         if ftype == FrameType.I:
@@ -152,16 +155,35 @@ class FrameCoder:
                 self.pred_mse = pred_mse
         return Analysis(x, ftype, self.model.analysis(x, warped), warped, mv)
 
+    def _frame_cache(self, a: Analysis) -> dict:
+        """What this frame's coding has computed so far (its integers per level, its coded chunks): a rate
+        controller or a slow preset looks at a frame's chunks before the packet is written, and each chunk costs
+        the exact float64 scale-index network once. Emptied when the coder moves on (_finish) or sees another
+        frame."""
+        if self._cache_owner is not a:
+            self._cache_owner, self._cache = a, {}
+        return self._cache
+
     def codes(self, a: Analysis, level: Level) -> FrameLatents:
-        """The integers (y and the side latent z) of the encoder's latent at a level."""
-        return self.model.quantize(a.z, level.gain, a.ftype == FrameType.I)
+        """The integers (y and the side latent z) of the encoder's latent at a level (computed once per frame)."""
+        cache = self._frame_cache(a)
+        if ("codes", level.gain) not in cache:
+            cache["codes", level.gain] = self.model.quantize(a.z, level.gain, a.ftype == FrameType.I)
+        return cache["codes", level.gain]
 
     def _index(self, ftype: FrameType, z: torch.Tensor) -> torch.Tensor:
         return self.model.scale_index(z, None if ftype == FrameType.I else self.prev_codes)
 
     def _latents_chunk(self, a: Analysis, codes: FrameLatents) -> bytes:
-        idx = self._index(a.ftype, codes.z)[0].numpy()
-        return self.entropy.encode_latents(codes.z[0].numpy(), codes.y[0].numpy(), idx, a.ftype == FrameType.I)
+        """The z-then-y chunk of these integers, coded once per frame and integers (the cache keeps `codes`
+        alive, so its id is not reused while the entry lives)."""
+        cache = self._frame_cache(a)
+        hit = cache.get(("chunk", id(codes)))
+        if hit is None or hit[0] is not codes:
+            idx = self._index(a.ftype, codes.z)[0].numpy()
+            hit = cache["chunk", id(codes)] = (codes, self.entropy.encode_latents(
+                codes.z[0].numpy(), codes.y[0].numpy(), idx, a.ftype == FrameType.I))
+        return hit[1]
 
     def bits(self, a: Analysis, codes: FrameLatents) -> int:
         """Coded size of the latents chunk in bits (coded for real: the rANS coder is cheap; the motion chunk, the
