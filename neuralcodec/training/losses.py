@@ -1,4 +1,4 @@
-"""Training losses: distortion (L1, MSE, MS-SSIM) and the adversarial loss object owning the discriminator."""
+"""Training losses: MS-SSIM (per image, differentiable) and the adversarial loss object owning the discriminator."""
 from __future__ import annotations
 
 import torch
@@ -9,16 +9,22 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)  # first four standard scales
 _SSIM_FLOOR = 1e-4   # contrast-structure terms are floored before the fractional powers (see _ms_ssim)
 
 
+def _blur_matrix(n: int, g: torch.Tensor) -> torch.Tensor:
+    """(n, n - len(g) + 1): t @ M is t's valid correlation with the window g along its last axis."""
+    i = torch.arange(n, device=g.device)[:, None] - torch.arange(n - len(g) + 1, device=g.device)[None]
+    return torch.where((i >= 0) & (i < len(g)), g[i.clamp(0, len(g) - 1)], g.new_zeros(()))
+
+
 def _ms_ssim(x: torch.Tensor, y: torch.Tensor, win: int, weights: tuple[float, ...]) -> torch.Tensor:
-    """MS-SSIM (Gaussian window of sigma 1.5, data range 1) of image batches (N, C, H, W), averaged over N and C,
-    with one scale per weight (one weight: plain SSIM). Each scale's term is floored at _SSIM_FLOOR before its
-    power: a poor reconstruction's negative contrast-structure term made pytorch-msssim's relu-then-power give
-    0 x inf = NaN gradients (which ended a training run)."""
+    """MS-SSIM (Gaussian window of sigma 1.5, data range 1) of image batches (N, C, H, W) per image and channel
+    (N, C), with one scale per weight (one weight: plain SSIM). Each scale's term is floored at _SSIM_FLOOR before
+    its power: a poor reconstruction's negative contrast-structure term made pytorch-msssim's relu-then-power give
+    0 x inf = NaN gradients (which ended a training run). The window's separable blur is two matrix products with
+    banded matrices, one call for the five moments: on two CPU cores forward and backward take half the time of
+    depthwise convolutions (75 against 160 ms for a training batch of 15 frames of 160 x 160 pixels)."""
     c = x.shape[1]
     g = torch.exp(-(torch.arange(win, dtype=torch.float32, device=x.device) - win // 2) ** 2 / (2 * 1.5 ** 2))
     g = (g / g.sum()).to(x.dtype)
-    kh, kw = g.view(1, 1, 1, win).repeat(c, 1, 1, 1), g.view(1, 1, win, 1).repeat(c, 1, 1, 1)
-    blur = lambda t: F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)  # noqa: E731
     w = torch.tensor(weights, dtype=x.dtype, device=x.device)
     w = w / w.sum()
     c1, c2 = 0.01 ** 2, 0.03 ** 2
@@ -26,30 +32,29 @@ def _ms_ssim(x: torch.Tensor, y: torch.Tensor, win: int, weights: tuple[float, .
     for i in range(len(weights)):
         if i:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        mx, my = blur(x), blur(y)
-        sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        h, wd = x.shape[-2:]
+        moments = _blur_matrix(h, g).t() @ (torch.cat([x, y, x * x, y * y, x * y], 1) @ _blur_matrix(wd, g))
+        mx, my, exx, eyy, exy = moments.split(c, 1)
+        sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
         cs = (2 * sxy + c2) / (sxx + syy + c2)
         term = cs if i < len(weights) - 1 else cs * (2 * mx * my + c1) / (mx * mx + my * my + c1)
         out = out * term.mean((-2, -1)).clamp(min=_SSIM_FLOOR) ** w[i]
-    return out.mean()
+    return out
 
 
-def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM of images in [0, 1] with 4 scales; the window shrinks (7, 5, 3) for small crops, then plain SSIM."""
+def msssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM (N,) of image batches (N, C, H, W) in [0, 1] (x is clamped), averaged over channels, with 4
+    scales; the window shrinks (7, 5, 3) for small crops, then plain SSIM."""
     side = min(x.shape[-2:])
     win = next((k for k in (7, 5, 3) if side > (k - 1) * 16), None)
     if win is None:
-        return _ms_ssim(x.clamp(0, 1), y, min(3, side - (side + 1) % 2), (1.0,))
-    return _ms_ssim(x.clamp(0, 1), y, win, MS_SSIM_WEIGHTS)
+        return _ms_ssim(x.clamp(0, 1), y, min(3, side - (side + 1) % 2), (1.0,)).mean(1)
+    return _ms_ssim(x.clamp(0, 1), y, win, MS_SSIM_WEIGHTS).mean(1)
 
 
-def distortion(x: torch.Tensor, xhat: torch.Tensor, w_msssim: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 + MSE + w * (1 - MS-SSIM) over a batch of frames (N, 3, H, W)."""
-    l1 = (x - xhat).abs().mean()
-    mse = (x - xhat).pow(2).mean()
-    ms = msssim(xhat, x) if w_msssim > 0 else xhat.new_ones(())
-    loss = l1 + mse + w_msssim * (1 - ms)
-    return loss, {"l1": float(l1), "mse": float(mse), "msssim": float(ms)}
+def msssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of two image batches (N, C, H, W) in [0, 1], averaged over the batch (msssim_per_image)."""
+    return msssim_per_image(x, y).mean()
 
 
 class PatchDiscriminator(nn.Module):

@@ -30,7 +30,7 @@ import torch
 from ..model import LearnedRateModel, ModelConfig
 from ..model.learned_rate import LAM_HI, LAM_LO, quality_lambdas
 from ._command import run_command
-from .losses import msssim
+from .losses import msssim_per_image
 
 
 @dataclass
@@ -195,8 +195,9 @@ def train(model: LearnedRateModel, cfg: V2Config, out: Path, start: dict, opt_st
         mse = (xhat - clip).pow(2).mean((1, 2, 3, 4))
         bpp = bits / (clip.shape[1] * clip.shape[-1] * clip.shape[-2])
         dist = mse
-        if cfg.w_msssim > 0:   # each clip's own MS-SSIM under its own lambda
-            dist = mse + cfg.w_msssim * (1 - torch.stack([msssim(xhat[i], clip[i]) for i in range(len(q))]))
+        if cfg.w_msssim > 0:   # each clip's own MS-SSIM (the mean of its frames') under its own lambda
+            ms = msssim_per_image(xhat.flatten(0, 1), clip.flatten(0, 1)).view(len(q), -1).mean(1)
+            dist = mse + cfg.w_msssim * (1 - ms)
         loss = (bpp + lams[q] * dist).mean()
         fake = real = None
         if adv is not None and adv.active(run_steps + steps):
