@@ -62,10 +62,9 @@ class StreamEncoder:
         a = coder.prepare(frame)
         quality = self.quality
         if self.rate is not None:
-            motion_bits = 8 * len(coder.motion_chunk(a))
-            sizes = {q: coder.bits(a, coder.codes(a, lv)) + motion_bits + 8 * PACKET_OVERHEAD
-                     for q, lv in self.codec.levels.items()}
-            quality = self.rate.choose(a.ftype, sizes)
+            other_bits = 8 * len(coder.motion_chunk(a)) + 8 * PACKET_OVERHEAD
+            quality = self.rate.choose(a.ftype, lambda q: coder.bits(a, coder.codes(a, self.codec.levels[q]))
+                                       + other_bits)
         packet, self.last_decoded = coder.packet(a, *coder.choose(a, self.codec.levels[quality]))
         n = self.writer.write(packet)
         if self.rate is not None:

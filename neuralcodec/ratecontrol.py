@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 
 from bitstream import FrameType
@@ -11,19 +11,21 @@ from bitstream import FrameType
 class RateControl:
     """Picks a quality per frame so that a stream lands on a target bitrate (bits per second).
 
-    The encoder knows each frame's exact size at every level before it picks one (the levels share the motion search
-    and the latent; only the quantization and the rANS coding differ), so the controller chooses from real sizes,
-    not predictions (with the slow presets, the sizes of the encoder's own latent: the refined latent the preset
-    keeps may code to another size, which update() then counts). A P-frame's budget is the target per frame minus
-    the overspend so far, spread over the next second, or over the frames left when the count is known (so the whole
-    stream ends on target), or over half a second when it is not (so that wherever it ends, little of an I-frame's
-    excess is left unpaid); it takes the level nearest that budget, or, while the stream is over its target and the
-    lowest level's size is near the budget, the best level within it (an overspend there could not be repaid).
-    I-frames keep the quality of the recent P-frames, as far as the frames left (when the count is known) could pay
-    for it at the lowest P-frame size seen; the first frame takes the best level within an eighth of the buffer. No
-    frame takes a level that would fill a leaky bucket of one second of the target rate beyond it while a lower
-    level would not. A target below the lowest level's rate cannot be met: the stream then lands near the lowest
-    level's rate."""
+    The encoder can know each frame's exact size at every level before it picks one (the levels share the motion
+    search and the latent; only the quantization and the rANS coding differ), so the controller chooses from real
+    sizes, not predictions (with the slow presets, the sizes of the encoder's own latent: the refined latent the
+    preset keeps may code to another size, which update() then counts). Each size costs a coding of the frame, so it
+    asks only for those its rules need, taking sizes to rise with the quality: the rules below are bisections, about
+    2 log2(levels) sizes a frame (5-7 of 16 levels) instead of every level's. A P-frame's budget is the target per
+    frame minus the overspend so far, spread over the next second, or over the frames left when the count is known
+    (so the whole stream ends on target), or over half a second when it is not (so that wherever it ends, little of
+    an I-frame's excess is left unpaid); it takes the nearer to that budget of the best level within it and the next
+    level up, or, while the stream is over its target and the lowest level's size is near the budget, the best level
+    within it (an overspend there could not be repaid). I-frames keep the quality of the recent P-frames, as far as
+    the frames left (when the count is known) could pay for it at the lowest P-frame size seen; the first frame
+    takes the best level within an eighth of the buffer. No frame takes a level that would fill a leaky bucket of
+    one second of the target rate beyond it while a lower level would not. A target below the lowest level's rate
+    cannot be met: the stream then lands near the lowest level's rate."""
 
     def __init__(self, bitrate: float, fps: Fraction, qualities: Sequence[int], frame_count: int = 0):
         self.fps = float(fps)
@@ -40,30 +42,33 @@ class RateControl:
     def _fits(self, bits: int) -> bool:
         return self.fullness + bits - self.frame_bits <= self.buffer
 
-    def choose(self, ftype: FrameType, sizes: dict[int, int]) -> int:
-        """The quality for a frame whose packet would take sizes[q] bits at quality q."""
+    def choose(self, ftype: FrameType, sizes: Mapping[int, int] | Callable[[int], int]) -> int:
+        """The quality for a frame whose packet would take sizes[q] (or sizes(q), asked at most once per quality)
+        bits at quality q."""
         qs = self.qualities
+        size = _Sizes(sizes)
         if ftype == FrameType.P:
-            self.lowest_p = min(sizes.values())
+            self.lowest_p = size(qs[0])
         left = self.frame_count - self.frames if self.frame_count > self.frames else 0
         over = self.spent - self.frame_bits * self.frames          # bits spent beyond the target so far
         if ftype == FrameType.I and (self.recent_p or not self.frames):   # (all-intra streams: as P-frames)
             if self.recent_p:
                 want = sorted(self.recent_p)[len(self.recent_p) // 2]
             else:   # the first frame: the best level within an eighth of the buffer, which later frames repay
-                want = max([q for q in qs if sizes[q] <= self.buffer / 8] or qs[:1])
+                want = qs[size.last_within(qs, self.buffer / 8)]
             if left:   # near the end, no more than the frames left can pay back at the lowest P sizes seen
                 room = self.frame_bits * left - over - (left - 1) * (self.lowest_p or 0)
-                while want != qs[0] and sizes[want] > room:
+                while want != qs[0] and size(want) > room:
                     want = qs[qs.index(want) - 1]
         else:
             horizon = min(self.fps, left) if left else self.fps / 2
             budget = self.frame_bits - over / max(horizon, 1.0)
-            if over > 0 and sizes[qs[0]] > 0.75 * budget:   # behind, near the floor: the best level within budget
-                want = max([q for q in qs if sizes[q] <= budget] or qs[:1])
-            else:   # the nearest, which keeps the total on track
-                want = min(qs, key=lambda q: (abs(sizes[q] - budget), q))
-        while want != qs[0] and not self._fits(sizes[want]):
+            i = size.last_within(qs, budget)
+            if over > 0 and size(qs[0]) > 0.75 * budget:   # behind, near the floor: the best level within budget
+                want = qs[i]
+            else:   # the nearest (one of the two around the budget), which keeps the total on track
+                want = min(qs[i:i + 2], key=lambda q: (abs(size(q) - budget), q))
+        while want != qs[0] and not self._fits(size(want)):
             want = qs[qs.index(want) - 1]
         return want
 
@@ -74,6 +79,31 @@ class RateControl:
         self.fullness = max(0.0, self.fullness + bits - self.frame_bits)
         if ftype == FrameType.P:
             self.recent_p.append(quality)
+
+
+class _Sizes:
+    """A frame's packet size per quality, each asked for once (a size may cost a coding of the frame)."""
+
+    def __init__(self, sizes: Mapping[int, int] | Callable[[int], int]):
+        self.get = sizes.__getitem__ if isinstance(sizes, Mapping) else sizes
+        self.known: dict[int, int] = {}
+
+    def __call__(self, q: int) -> int:
+        if q not in self.known:
+            self.known[q] = int(self.get(q))
+        return self.known[q]
+
+    def last_within(self, qs: Sequence[int], limit: float) -> int:
+        """The index of the highest quality of qs (ascending) whose size is within limit, by bisection (sizes rise
+        with quality); 0 when none is."""
+        lo, hi = 0, len(qs) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self(qs[mid]) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
 
 def parse_bitrate(text: str | float | int) -> float:

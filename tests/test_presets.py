@@ -159,17 +159,55 @@ def test_rate_control_api_and_info(tiny_codec):
 
 @pytest.mark.parametrize("mode", [{"bitrate": 60_000}, {"quality": 3, "preset": "slow"}])
 def test_each_latents_chunk_is_coded_once_per_frame(tiny_codec, monkeypatch, mode):
-    # a rate controller (every quality's size) and a slow preset (every candidate's cost) look at a frame's chunks
+    # a rate controller (the sizes it asks for) and a slow preset (every candidate's cost) look at a frame's chunks
     # before the packet is written: the packet takes the chunk already coded instead of coding it again, and the
     # stream is the one coded without that cache
     clip = textured_clip(6, 32, 48, pan=2, seed=5)
     reference, _ = encode_and_track(tiny_codec, clip, fps=25, gop=4, **mode)
-    calls = []
-    real = type(tiny_codec.entropy).encode_latents
+    coded, looks = [], []
+    real_code, real_bits = type(tiny_codec.entropy).encode_latents, FrameCoder.bits
     monkeypatch.setattr(type(tiny_codec.entropy), "encode_latents",
-                        lambda self, *args: calls.append(1) or real(self, *args))
+                        lambda self, *args: coded.append(1) or real_code(self, *args))
+    monkeypatch.setattr(FrameCoder, "bits", lambda self, *args: looks.append(1) or real_bits(self, *args))
     data, tracked = encode_and_track(tiny_codec, clip, fps=25, gop=4, **mode)
     assert data == reference
-    looks = len(tiny_codec.qualities) if "bitrate" in mode else PRESETS["slow"].refine_steps + 1
-    assert len(calls) == looks * len(clip)   # each quality / candidate once; the packet codes nothing again
+    assert len(coded) == len(looks) >= len(clip)   # each look codes once; the packet codes nothing again
+    if "preset" in mode:
+        assert len(looks) == (PRESETS["slow"].refine_steps + 1) * len(clip)
     np.testing.assert_array_equal(tiny_codec.decode(data), tracked)
+
+
+def exhaustive_choice(rc: RateControl, ftype, sizes: dict[int, int]) -> int:
+    """The controller's rules by a scan of every level's size, for P-frames and the first frame."""
+    qs = rc.qualities
+    if ftype == FrameType.I:
+        want = max([q for q in qs if sizes[q] <= rc.buffer / 8] or qs[:1])
+    else:
+        left = rc.frame_count - rc.frames if rc.frame_count > rc.frames else 0
+        over = rc.spent - rc.frame_bits * rc.frames
+        budget = rc.frame_bits - over / max(min(rc.fps, left) if left else rc.fps / 2, 1.0)
+        best = max([q for q in qs if sizes[q] <= budget] or qs[:1])
+        if over > 0 and sizes[qs[0]] > 0.75 * budget:
+            want = best
+        else:   # of levels of equal size the highest within budget
+            want = min([q for q in qs if q >= best][:2], key=lambda q: (abs(sizes[q] - budget), q))
+    while want != qs[0] and not rc._fits(sizes[want]):
+        want = qs[qs.index(want) - 1]
+    return want
+
+
+def test_rate_control_asks_for_few_sizes_and_chooses_as_if_it_had_all():
+    # sizes rising with quality (random steps, ties included): the bisections pick the level the rules pick from
+    # every level's size, asking for at most 7 of 16 sizes a P-frame (ceil(log2 16) + 3) and each only once
+    rng = np.random.default_rng(3)
+    for known in (True, False):
+        rc = RateControl(120_000, 25, range(1, 17), frame_count=200 if known else 0)
+        for t in range(200):
+            ftype = FrameType.I if t == 0 else FrameType.P
+            steps = rng.integers(0, 900, 16) * (rng.random(16) > 0.1)
+            sizes = {q: int(v) for q, v in zip(range(1, 17), (1 if t else 6) * (300 + np.cumsum(steps)))}
+            asked = []
+            q = rc.choose(ftype, lambda q: asked.append(q) or sizes[q])
+            assert q == exhaustive_choice(rc, ftype, sizes), (t, known)
+            assert len(asked) == len(set(asked)) and len(asked) <= 7, asked
+            rc.update(ftype, q, sizes[q] * float(rng.uniform(0.6, 1.5)))   # what it coded may differ (presets)
