@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="ncodec-base", help="the exported model's name (default ncodec-base)")
     p.add_argument("--version", help="the exported model's version (its card)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="sizes for a machine (PRESETS); options given win")
+    p.add_argument("--latent-dim", type=int, help="with --init-from: widen the model's latent to this many channels "
+                   "first (training.widen: it codes as before until trained)")
     for f, v in asdict(V2Config()).items():
         kind = type(v)
         if kind is bool:
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             p.add_argument("--" + f.replace("_", "-"), type=kind)
     a = p.parse_args(argv)
+    if a.latent_dim is not None and a.resume:
+        p.error("--latent-dim widens a model given by --init-from (a checkpoint keeps its own width)")
     given = {f: getattr(a, f) for f in asdict(V2Config()) if getattr(a, f) is not None}
     saved: dict = {}
     opt_state = ema_state = adv_state = None
@@ -299,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
             (Path(a.out) / "card.json").write_text(json.dumps(prev_card))
     else:
         model, prev_card = init_model(a.init_from)
+        if a.latent_dim is not None and a.latent_dim != model.cfg.latent_dim:
+            from .widen import widen_latent
+            model = widen_latent(model, a.latent_dim)
         record = {"steps": 0, "minutes": 0.0}
         a.out = a.out or "runs/v2"
         Path(a.out).mkdir(parents=True, exist_ok=True)
