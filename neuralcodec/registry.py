@@ -30,7 +30,7 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e for e in [
         ModelEntry("ncodec-base", "ncodec-base.safetensors",
-                   "4dba70e09b130bff55471536973afb05a99961a71a4902c03352fcd14b31bb1c"),
+                   "ebd1ed3f70d3cad714b1cd8345a9c7b71da8e7851acaf79349f29587c5bfcbc4"),
     ]
 }
 DEFAULT_MODEL = "ncodec-base"
