@@ -175,11 +175,11 @@ class FrameCoder:
         return self.model.scale_index(z, None if ftype == FrameType.I else self.prev_codes)
 
     def _latents_chunk(self, a: Analysis, codes: FrameLatents) -> bytes:
-        """The z-then-y chunk of these integers, coded once per frame and integers (the cache keeps `codes`
-        alive, so its id is not reused while the entry lives)."""
+        """The z-then-y chunk of these integers, coded once per frame and integers (keyed by id: the entry keeps
+        `codes` alive, so no other integers can take its id while it lives)."""
         cache = self._frame_cache(a)
         hit = cache.get(("chunk", id(codes)))
-        if hit is None or hit[0] is not codes:
+        if hit is None:
             idx = self._index(a.ftype, codes.z)[0].numpy()
             hit = cache["chunk", id(codes)] = (codes, self.entropy.encode_latents(
                 codes.z[0].numpy(), codes.y[0].numpy(), idx, a.ftype == FrameType.I))

@@ -14,7 +14,8 @@ shipped weights (`train_v2 --init-from ncodec-base --latent-dim 24`) instead of 
 So the widened model decodes every frame to the same pixels as the model it grew from, at a rate a few
 thousandths of a bit per new latent element higher (the smallest scale's probability of 0 in the frozen tables),
 and decoding costs a few hundred multiply-adds per pixel more (the first decoder layer and the scale layers at
-1/8 resolution: 16 -> 24 channels adds 180 / 252 to the I / P decoder's 12,138 / 15,234, `model.macs`). The frozen tables (indexed by scale, not channel) carry over."""
+1/8 resolution: 16 -> 24 channels adds 180 / 252 to the I / P decoder's 12,138 / 15,234, `model.macs`). The
+frozen tables (indexed by scale, not channel) carry over."""
 from __future__ import annotations
 
 from dataclasses import replace
